@@ -1,0 +1,123 @@
+"""The one exception tree of llama-agentic.
+
+```
+AgenticError
+├── UserError                      a mistake in how the framework is used; fix the code or config
+│   ├── ConfigError                invalid configuration (message says how to fix it)
+│   ├── UnknownModelError          a model the capability table does not know
+│   ├── UnsupportedFeatureError    a model asked for something it cannot do (vision, tool format, ...)
+│   └── MissingDependencyError     an optional extra is not installed (also an ImportError)
+└── InferenceError                 talking to a model backend failed
+    ├── BackendUnavailableError    server unreachable / connection refused (says how to start one)
+    ├── BackendTimeoutError        no answer in time
+    ├── ModelNotFoundError         the server does not serve that model (lists what it has)
+    ├── ContextLengthError         the prompt does not fit the model's context (with the counts)
+    └── BackendResponseError       any other error status or malformed reply (with status and body)
+        └── RateLimitedError       429 / 503 after the retries ran out
+```
+
+Exceptions are plain values: no logging, no I/O in constructors.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AgenticError",
+    "BackendResponseError",
+    "BackendTimeoutError",
+    "BackendUnavailableError",
+    "ConfigError",
+    "ContextLengthError",
+    "InferenceError",
+    "MissingDependencyError",
+    "ModelNotFoundError",
+    "RateLimitedError",
+    "UnknownModelError",
+    "UnsupportedFeatureError",
+    "UserError",
+]
+
+
+class AgenticError(Exception):
+    """Root of every exception raised by llama-agentic."""
+
+
+class UserError(AgenticError):
+    """The framework was used in a way that cannot work; the message says how to fix it."""
+
+
+class ConfigError(UserError):
+    """Invalid configuration, found when it is read or when an agent is built."""
+
+
+class UnknownModelError(UserError):
+    """A model id that the capability table does not know."""
+
+    def __init__(self, model: str, known: list[str]) -> None:
+        self.model = model
+        self.known = known
+        super().__init__(
+            f"unknown model {model!r}. Known models: {', '.join(known)}. "
+            "Declare others with agentic.llama.models.register_model(ModelSpec(...))."
+        )
+
+
+class UnsupportedFeatureError(UserError):
+    """A model was asked for a capability it does not have."""
+
+
+class MissingDependencyError(UserError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        self.package = package
+        self.extra = extra
+        super().__init__(
+            f"{package!r} is not installed. Install it with: pip install 'llama-agentic[{extra}]'"
+        )
+
+
+class InferenceError(AgenticError):
+    """A model backend could not produce a completion."""
+
+
+class BackendUnavailableError(InferenceError):
+    """The inference server could not be reached."""
+
+
+class BackendTimeoutError(InferenceError):
+    """The inference server did not answer in time."""
+
+
+class ModelNotFoundError(InferenceError):
+    """The server does not serve the requested model."""
+
+    def __init__(self, model: str, available: list[str]) -> None:
+        self.model = model
+        self.available = available
+        have = ", ".join(available) if available else "none"
+        super().__init__(f"the server does not serve model {model!r}; it serves: {have}")
+
+
+class ContextLengthError(InferenceError):
+    """The prompt plus the requested completion does not fit the model's context."""
+
+    def __init__(
+        self, message: str, *, prompt_tokens: int | None = None, max_model_len: int | None = None
+    ) -> None:
+        self.prompt_tokens = prompt_tokens
+        self.max_model_len = max_model_len
+        super().__init__(message)
+
+
+class BackendResponseError(InferenceError):
+    """The server answered with an error status or a reply we cannot read."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, body: str = "") -> None:
+        self.status_code = status_code
+        self.body = body
+        super().__init__(message)
+
+
+class RateLimitedError(BackendResponseError):
+    """The server kept answering 429/503 after every retry."""

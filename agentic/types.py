@@ -1,0 +1,413 @@
+"""Data types shared by every layer: content, messages, tool definitions and calls, sampling.
+
+Messages are a discriminated union on ``role``; content parts on ``type``. Every function that
+takes messages also takes plain dicts in the OpenAI chat shape; :func:`as_message` converts them.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import mimetypes
+import uuid
+from collections.abc import Iterable, Mapping
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+
+from agentic.errors import ConfigError
+
+__all__ = [
+    "AssistantMessage",
+    "BuiltinTool",
+    "Content",
+    "ContentPart",
+    "ImageContent",
+    "Message",
+    "SamplingParams",
+    "StopReason",
+    "SystemMessage",
+    "TextContent",
+    "ToolCall",
+    "ToolChoice",
+    "ToolDefinition",
+    "ToolMessage",
+    "ToolParam",
+    "ToolPromptFormat",
+    "Usage",
+    "UserMessage",
+    "as_message",
+    "as_messages",
+    "content_text",
+    "json_schema_of",
+]
+
+
+class StopReason(str, Enum):
+    """Why generation stopped: ``<|eot_id|>``, ``<|eom_id|>`` (a tool call to run), or max tokens."""
+
+    end_of_turn = "end_of_turn"
+    end_of_message = "end_of_message"
+    out_of_tokens = "out_of_tokens"
+
+
+class ToolPromptFormat(str, Enum):
+    """How custom tools are described to the model and how it calls them."""
+
+    json = "json"
+    function_tag = "function_tag"
+    python_list = "python_list"
+
+
+class BuiltinTool(str, Enum):
+    """Tools Llama 3.1 was trained to call with ``name.call(query=...)`` or raw code."""
+
+    brave_search = "brave_search"
+    wolfram_alpha = "wolfram_alpha"
+    photogen = "photogen"
+    code_interpreter = "code_interpreter"
+
+
+BUILTIN_TOOL_NAMES = frozenset(t.value for t in BuiltinTool)
+
+ToolChoice: TypeAlias = str
+"""``"auto"``, ``"required"``, ``"none"``, or the name of one tool the model must call."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class TextContent(_Frozen):
+    type: Literal["text"] = "text"
+    text: str
+
+
+_IMAGE_MAGIC = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+    (b"RIFF", "image/webp"),
+    (b"BM", "image/bmp"),
+)
+
+
+def _sniff_mime(data: bytes) -> str:
+    for magic, mime in _IMAGE_MAGIC:
+        if data.startswith(magic):
+            return mime
+    raise ConfigError("image bytes are not PNG, JPEG, GIF, WebP or BMP; pass mime= explicitly")
+
+
+class ImageContent(_Frozen):
+    """An image, kept as a URL: ``data:`` URLs for local bytes/files, or http(s) URLs.
+
+    Build with :meth:`from_path`, :meth:`from_bytes` or :meth:`from_url`, or validate a dict with
+    one of ``url``, ``path`` or ``data`` (bytes or base64 text).
+    """
+
+    type: Literal["image"] = "image"
+    url: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coerce(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            return value
+        value = dict(value)
+        if "path" in value:
+            return {"type": "image", "url": _data_url_from_path(Path(value.pop("path")))}
+        if "data" in value:
+            data = value.pop("data")
+            raw = data if isinstance(data, bytes) else base64.b64decode(data)
+            return {"type": "image", "url": _data_url(raw, value.pop("mime", None))}
+        if isinstance(value.get("image_url"), Mapping):  # OpenAI part shape
+            return {"type": "image", "url": value["image_url"]["url"]}
+        value["type"] = "image"
+        return value
+
+    @model_validator(mode="after")
+    def _check_url(self) -> ImageContent:
+        if not self.url.startswith(("data:image/", "http://", "https://")):
+            raise ValueError("image url must be a data:image/... URL or an http(s) URL")
+        return self
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> ImageContent:
+        return cls(url=_data_url_from_path(Path(path)))
+
+    @classmethod
+    def from_bytes(cls, data: bytes, mime: str | None = None) -> ImageContent:
+        return cls(url=_data_url(data, mime))
+
+    @classmethod
+    def from_url(cls, url: str) -> ImageContent:
+        return cls(url=url)
+
+    @property
+    def is_data_url(self) -> bool:
+        return self.url.startswith("data:")
+
+    def data(self) -> bytes:
+        """The image bytes of a data URL (http URLs must be fetched by the caller)."""
+        if not self.is_data_url:
+            raise ConfigError(f"image {self.url!r} is a remote URL; its bytes are not inline")
+        return base64.b64decode(self.url.split(",", 1)[1])
+
+
+def _data_url(data: bytes, mime: str | None) -> str:
+    mime = mime or _sniff_mime(data)
+    return f"data:{mime};base64,{base64.b64encode(data).decode('ascii')}"
+
+
+def _data_url_from_path(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read image {str(path)!r}: {exc.strerror}") from exc
+    guessed, _ = mimetypes.guess_type(path.name)
+    return _data_url(data, guessed if guessed and guessed.startswith("image/") else None)
+
+
+ContentPart = Annotated[TextContent | ImageContent, Field(discriminator="type")]
+Content: TypeAlias = str | list[ContentPart]
+
+
+def content_text(content: Content) -> str:
+    """The text of a content value, parts concatenated with no separator (images dropped)."""
+    if isinstance(content, str):
+        return content
+    return "".join(p.text for p in content if isinstance(p, TextContent))
+
+
+class ToolCall(_Frozen):
+    """A call the model made. Built-in tools keep their Llama name (``brave_search``...)."""
+
+    call_id: str = Field(default_factory=lambda: uuid.uuid4().hex)
+    tool_name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def builtin(self) -> BuiltinTool | None:
+        return BuiltinTool(self.tool_name) if self.tool_name in BUILTIN_TOOL_NAMES else None
+
+    def arguments_json(self) -> str:
+        return json.dumps(self.arguments)
+
+
+class SystemMessage(_Frozen):
+    role: Literal["system"] = "system"
+    content: Content
+
+
+class UserMessage(_Frozen):
+    role: Literal["user"] = "user"
+    content: Content
+    context: str | None = None
+    """Retrieved context (RAG); rendered after the content, separated by a blank line."""
+
+
+class AssistantMessage(_Frozen):
+    role: Literal["assistant"] = "assistant"
+    content: Content = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+    stop_reason: StopReason | None = None
+
+
+class ToolMessage(_Frozen):
+    """A tool's result; rendered with the Llama role ``ipython``."""
+
+    role: Literal["tool"] = "tool"
+    call_id: str
+    tool_name: str | None = None
+    content: Content
+
+
+Message = Annotated[
+    SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")
+]
+_MESSAGE_ADAPTER: TypeAdapter[Message] = TypeAdapter(Message)
+_MESSAGE_TYPES = (SystemMessage, UserMessage, AssistantMessage, ToolMessage)
+
+
+def _openai_tool_call(raw: Mapping[str, Any]) -> dict[str, Any]:
+    if "function" not in raw:
+        return dict(raw)
+    fn = raw["function"]
+    args = fn.get("arguments") or {}
+    if isinstance(args, str):
+        args = json.loads(args) if args.strip() else {}
+    out: dict[str, Any] = {"tool_name": fn["name"], "arguments": args}
+    if raw.get("id"):
+        out["call_id"] = raw["id"]
+    return out
+
+
+def _openai_content(content: Any) -> Any:
+    if content is None:
+        return ""
+    if isinstance(content, list):
+        return [
+            {"type": "image", "image_url": p["image_url"]}
+            if isinstance(p, Mapping) and p.get("type") == "image_url"
+            else p
+            for p in content
+        ]
+    return content
+
+
+def _normalize_dict(raw: Mapping[str, Any]) -> dict[str, Any]:
+    data = dict(raw)
+    role = data.get("role")
+    if role == "ipython":
+        data["role"] = role = "tool"
+    if "content" in data:
+        data["content"] = _openai_content(data["content"])
+    if role == "tool" and "tool_call_id" in data:
+        data["call_id"] = data.pop("tool_call_id")
+    if role == "tool" and "name" in data:
+        data["tool_name"] = data.pop("name")
+    if role == "assistant" and data.get("tool_calls"):
+        data["tool_calls"] = [_openai_tool_call(tc) for tc in data["tool_calls"]]
+    elif role == "assistant" and "tool_calls" in data:
+        data["tool_calls"] = []
+    data.pop("name", None)
+    return data
+
+
+def as_message(value: Message | Mapping[str, Any]) -> Message:
+    """A message from a :data:`Message` or an OpenAI-style dict; raises :class:`ConfigError`."""
+    if isinstance(value, _MESSAGE_TYPES):
+        return value
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"a message must be a Message or a dict, not {type(value).__name__}")
+    try:
+        return _MESSAGE_ADAPTER.validate_python(_normalize_dict(value))
+    except (ValidationError, ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"invalid message {dict(value)!r}: {exc}") from exc
+
+
+def as_messages(values: Iterable[Message | Mapping[str, Any]]) -> list[Message]:
+    return [as_message(v) for v in values]
+
+
+class ToolParam(_Frozen):
+    """One parameter as the Llama tool prompts describe it (derived from the JSON schema)."""
+
+    name: str
+    param_type: str
+    description: str | None = None
+    required: bool = True
+    default: Any = None
+
+
+class ToolDefinition(_Frozen):
+    """A tool offered to the model: a name, a description and a JSON schema for its arguments.
+
+    Built-in tools are definitions whose name is a :class:`BuiltinTool` value (use
+    :meth:`builtin`). Build custom ones from a JSON schema, a pydantic model or a function.
+    """
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}, "required": []}
+    )
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.name in BUILTIN_TOOL_NAMES
+
+    @classmethod
+    def builtin(cls, tool: BuiltinTool | str) -> ToolDefinition:
+        return cls(name=BuiltinTool(tool).value)
+
+    @classmethod
+    def from_json_schema(
+        cls, name: str, schema: Mapping[str, Any], description: str = ""
+    ) -> ToolDefinition:
+        if schema.get("type", "object") != "object":
+            raise ConfigError(f"tool {name!r}: the parameters schema must be an object schema")
+        return cls(name=name, description=description, parameters=dict(schema))
+
+    @classmethod
+    def from_model(
+        cls, model: type[BaseModel], name: str | None = None, description: str | None = None
+    ) -> ToolDefinition:
+        schema = model.model_json_schema()
+        desc = description if description is not None else schema.pop("description", "")
+        schema.pop("title", None)
+        return cls(name=name or model.__name__, description=desc or "", parameters=schema)
+
+    @classmethod
+    def from_function(cls, fn: Any, name: str | None = None) -> ToolDefinition:
+        from agentic._functions import function_schema
+
+        fs = function_schema(fn)
+        return cls(name=name or fs.name, description=fs.description, parameters=fs.parameters)
+
+    def params(self) -> list[ToolParam]:
+        """Top-level parameters in schema order, with Llama's ``param_type`` naming."""
+        props: Mapping[str, Any] = self.parameters.get("properties") or {}
+        required = set(self.parameters.get("required") or [])
+        out = []
+        for pname, prop in props.items():
+            out.append(
+                ToolParam(
+                    name=pname,
+                    param_type=_param_type(prop),
+                    description=prop.get("description"),
+                    required=pname in required,
+                    default=prop.get("default"),
+                )
+            )
+        return out
+
+
+def _param_type(prop: Mapping[str, Any]) -> str:
+    kind = prop.get("type")
+    if isinstance(kind, str):
+        return kind
+    if isinstance(kind, list):
+        return " | ".join(str(k) for k in kind)
+    for key in ("anyOf", "oneOf"):
+        if key in prop:
+            return " | ".join(_param_type(p) for p in prop[key])
+    if "enum" in prop:
+        return "string"
+    return "object"
+
+
+def json_schema_of(fmt: type[BaseModel] | Mapping[str, Any]) -> dict[str, Any]:
+    """A JSON schema from a pydantic model class or a schema mapping."""
+    if isinstance(fmt, type) and issubclass(fmt, BaseModel):
+        return fmt.model_json_schema()
+    if isinstance(fmt, Mapping):
+        return dict(fmt)
+    raise ConfigError("response_format must be a pydantic model class or a JSON schema dict")
+
+
+class SamplingParams(_Frozen):
+    """Sampling settings; ``None`` leaves a setting to the server's default."""
+
+    temperature: float = Field(default=0.6, ge=0)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    top_k: int | None = None
+    max_tokens: int | None = Field(default=None, ge=1)
+    repetition_penalty: float | None = Field(default=None, gt=0)
+    presence_penalty: float | None = None
+    frequency_penalty: float | None = None
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list)
+
+
+class Usage(_Frozen):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
