@@ -1,0 +1,1 @@
+"""(exports filled in as the package grows)"""
