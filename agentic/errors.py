@@ -5,7 +5,7 @@ AgenticError
 ├── UserError                      a mistake in how the framework is used; fix the code or config
 │   ├── ConfigError                invalid configuration (message says how to fix it)
 │   ├── UnknownModelError          a model the capability table does not know
-│   ├── UnsupportedFeatureError    a model asked for something it cannot do (vision, tool format, ...)
+│   ├── UnsupportedFeatureError    a model asked for what it cannot do (vision, tool format...)
 │   └── MissingDependencyError     an optional extra is not installed (also an ImportError)
 └── InferenceError                 talking to a model backend failed
     ├── BackendUnavailableError    server unreachable / connection refused (says how to start one)

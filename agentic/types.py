@@ -11,7 +11,7 @@ import json
 import mimetypes
 import uuid
 from collections.abc import Iterable, Mapping
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -45,15 +45,15 @@ __all__ = [
 ]
 
 
-class StopReason(str, Enum):
-    """Why generation stopped: ``<|eot_id|>``, ``<|eom_id|>`` (a tool call to run), or max tokens."""
+class StopReason(StrEnum):
+    """Why generation stopped: ``<|eot_id|>``, ``<|eom_id|>`` (run the tool call), max tokens."""
 
     end_of_turn = "end_of_turn"
     end_of_message = "end_of_message"
     out_of_tokens = "out_of_tokens"
 
 
-class ToolPromptFormat(str, Enum):
+class ToolPromptFormat(StrEnum):
     """How custom tools are described to the model and how it calls them."""
 
     json = "json"
@@ -61,7 +61,7 @@ class ToolPromptFormat(str, Enum):
     python_list = "python_list"
 
 
-class BuiltinTool(str, Enum):
+class BuiltinTool(StrEnum):
     """Tools Llama 3.1 was trained to call with ``name.call(query=...)`` or raw code."""
 
     brave_search = "brave_search"

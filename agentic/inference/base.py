@@ -84,7 +84,7 @@ class Completion:
 
 @runtime_checkable
 class InferenceBackend(Protocol):
-    """Stream raw text for a request: any number of :class:`TextDelta`, then one :class:`Completion`.
+    """Stream raw text: any number of :class:`TextDelta`, then one :class:`Completion`.
 
     Cancelling the consumer (closing the async generator) must stop the generation.
     """

@@ -1,0 +1,42 @@
+# One command per gate. CI (.ci/run) calls the same targets the README shows.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup lint format typecheck test bench demo check clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The CPU build of torch first: any other torch requirement pulls GBs of CUDA wheels.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[local,dev]'
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lint: setup
+	$(BIN)/ruff check agentic tests bench examples
+	$(BIN)/ruff format --check agentic tests bench examples
+
+format: setup
+	$(BIN)/ruff format agentic tests bench examples
+	$(BIN)/ruff check --fix agentic tests bench examples
+
+typecheck: setup
+	$(BIN)/mypy
+
+test: setup
+	$(BIN)/pytest -q -p no:cacheprovider --cov=agentic --cov-branch --cov-report=term --cov-fail-under=90
+
+bench: setup
+	$(BIN)/python bench/llama_format.py
+
+demo: setup
+	$(BIN)/python examples/quickstart.py
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage htmlcov

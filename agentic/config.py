@@ -1,0 +1,31 @@
+"""Settings read from the environment (``AGENTIC_*``, ``VLLM_*``), validated once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Process-wide defaults. Anything here can also be passed explicitly where it is used."""
+
+    model_config = SettingsConfigDict(env_prefix="AGENTIC_", extra="ignore")
+
+    home: Path = Field(default=Path("~/.agentic"), description="Where sessions and banks live.")
+    vllm_base_url: str = Field(
+        default="http://localhost:8000/v1",
+        validation_alias=AliasChoices("AGENTIC_VLLM_BASE_URL", "VLLM_BASE_URL"),
+    )
+    vllm_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("AGENTIC_VLLM_API_KEY", "VLLM_API_KEY")
+    )
+
+    def home_dir(self) -> Path:
+        """The home directory, expanded and created if needed."""
+        path = self.home.expanduser()
+        path.mkdir(parents=True, exist_ok=True)
+        return path
