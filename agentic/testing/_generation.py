@@ -167,36 +167,71 @@ def _token_stop(piece: Piece, cfg: StopConfig, count: int) -> tuple[str, int | N
     return None
 
 
+class _Detokenizer:
+    """Output text as vLLM streams it: stop strings found on the new text, and the last
+    ``max(len(stop)) - 1`` characters held back until they cannot start a stop string.
+
+    Keeps only the held-back text and a short search tail, so long replies cost linear time.
+    """
+
+    def __init__(self, cfg: StopConfig) -> None:
+        self.cfg = cfg
+        self.keep = max((len(s) for s in cfg.stop), default=1) - 1
+        self.hold = 0 if cfg.include_stop_str_in_output else self.keep
+        self.pending = ""
+        self.tail = ""
+
+    def add(self, new: str, check: bool) -> str | None:
+        """Append new text; returns the stop string it completed, if any (text truncated).
+
+        ``check`` is False for the text of a stop token, which vLLM does not search.
+        """
+        match = None
+        if self.cfg.stop and check:
+            window = self.tail + new
+            include = self.cfg.include_stop_str_in_output
+            match = _check_stop_strings(window, len(new), self.cfg.stop, include)
+            if match is not None and match[1] != -1:
+                drop = len(window) - match[1]  # at most what is held back
+                self.pending = (self.pending + new)[: len(self.pending) + len(new) - drop]
+                return match[0]
+            self.tail = window[len(window) - self.keep :] if self.keep else ""
+        self.pending += new
+        return None if match is None else match[0]
+
+    def delta(self, last: bool) -> str:
+        """The text to stream now."""
+        cut = len(self.pending) if last else len(self.pending) - self.hold
+        if cut <= 0:
+            return ""
+        out, self.pending = self.pending[:cut], self.pending[cut:]
+        return out
+
+
 def generate(pieces: Sequence[Piece], cfg: StopConfig) -> Generation:
     """Run the scripted tokens through vLLM's stop logic and incremental detokenization."""
-    hold = max((len(s) for s in cfg.stop), default=1) - 1
-    if cfg.include_stop_str_in_output:
-        hold = 0
-    output, raw, deltas = "", "", []
-    sent = count = 0
+    detok = _Detokenizer(cfg)
+    raw: list[str] = []
+    deltas: list[str] = []
     finish: tuple[str, int | str | None] = ("length", None)
+    count = 0
     for piece in pieces:
         count += 1
         stopped = _token_stop(piece, cfg, count)
         terminated = stopped is not None and stopped[2]
-        new = ""
         if not terminated:
-            raw += piece.text
+            raw.append(piece.text)
+        new = ""
         if not terminated or cfg.include_stop_str_in_output:
             new = "" if piece.special and cfg.skip_special_tokens else piece.text
-        output += new
-        if not terminated and cfg.stop:
-            match = _check_stop_strings(output, len(new), cfg.stop, cfg.include_stop_str_in_output)
-            if match is not None:
-                stopped = ("stop", None, False)
-                finish = ("stop", match[0])
-                output = output if match[1] == -1 else output[: match[1]]
-        if stopped is not None and finish[1] is None:
+        stop_string = detok.add(new, check=not terminated)
+        if stop_string is not None:
+            stopped, finish = ("stop", None, False), ("stop", stop_string)
+        elif stopped is not None:
             finish = (stopped[0], stopped[1])
         last = stopped is not None or count == len(pieces)
-        end = len(output) if last else len(output) - hold
-        deltas.append(output[sent:end] if sent < end else "")
-        sent = max(sent, end)
+        deltas.append(detok.delta(last))
         if last:
             break
-    return Generation(tuple(deltas), output, raw, finish[0], finish[1], count)
+    text = "".join(deltas)
+    return Generation(tuple(deltas), text, "".join(raw), finish[0], finish[1], count)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -21,15 +21,22 @@ from typing import Any
 from agentic.testing._generation import Generation, StopConfig, count_tokens
 
 __all__ = [
+    "DONE",
     "ApiError",
     "GenRequest",
+    "chat_prompt",
     "chat_response",
+    "chat_stream",
     "completion_response",
+    "completion_stream",
     "dumps",
     "error_body",
+    "error_type",
     "model_list",
+    "new_id",
     "parse_gen_request",
     "sse",
+    "usage",
 ]
 
 _ERROR_TYPES = {
@@ -41,9 +48,13 @@ _ERROR_TYPES = {
 }
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_quote: Callable[[str], str] = json.encoder.encode_basestring
+
+
 def dumps(obj: Any) -> str:
     """Compact JSON, as pydantic's ``model_dump_json`` writes it."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    return _ENCODER.encode(obj)
 
 
 def sse(obj: Any) -> bytes:
@@ -379,7 +390,7 @@ DONE = b"data: [DONE]\n\n"
 def _steps(lead: list[bytes], events: list[bytes], tail: list[bytes]) -> list[list[bytes]]:
     """Group events into what is sent together: ``lead`` with the first event, ``tail`` with
     the last (usage chunk, ``[DONE]``)."""
-    steps = [[*lead, events[0]], *([e] for e in events[1:])] if events else [lead]
+    steps = [[*lead, events[0]], *([e] for e in events[1:])]
     steps[-1].extend(tail)
     return steps
 
@@ -387,28 +398,20 @@ def _steps(lead: list[bytes], events: list[bytes], tail: list[bytes]) -> list[li
 def completion_stream(
     rid: str, model: str, gen: Generation, prompt_tokens: int, include_usage: bool
 ) -> list[list[bytes]]:
-    """The SSE events of a streamed ``/v1/completions`` answer, one step per token."""
+    """The SSE events of a streamed ``/v1/completions`` answer, one step per token.
+
+    Built from string templates: this runs once per streamed request, for every token.
+    """
     head = {"id": rid, "object": "text_completion", "created": int(time.time()), "model": model}
-    last = len(gen.deltas) - 1
-    events = [
-        sse(
-            {
-                **head,
-                "choices": [
-                    {
-                        "index": 0,
-                        "text": text,
-                        "logprobs": None,
-                        "finish_reason": gen.finish_reason if i == last else None,
-                        "stop_reason": gen.stop_reason if i == last else None,
-                        "prompt_token_ids": None,
-                        "token_ids": None,
-                    }
-                ],
-            }
-        )
-        for i, text in enumerate(gen.deltas)
-    ]
+    prefix = f'data: {dumps(head)[:-1]},"choices":[{{"index":0,"text":'
+    rest = '"prompt_token_ids":null,"token_ids":null}]}\n\n'
+    middle = f',"logprobs":null,"finish_reason":null,"stop_reason":null,{rest}'
+    final = (
+        f',"logprobs":null,"finish_reason":{dumps(gen.finish_reason)},'
+        f'"stop_reason":{dumps(gen.stop_reason)},{rest}'
+    )
+    events = [(prefix + _quote(text) + middle).encode() for text in gen.deltas[:-1]]
+    events.append((prefix + _quote(gen.deltas[-1]) + final).encode())
     tail = [sse({**head, "choices": [], "usage": usage(prompt_tokens, gen.completion_tokens)})]
     return _steps([], events, [*tail[:include_usage], DONE])
 
@@ -444,14 +447,13 @@ def chat_stream(
     role = {"index": 0, "delta": {"role": "assistant", "content": ""}, "logprobs": None}
     lead = sse({**head, "choices": [{**role, "finish_reason": None}], "prompt_token_ids": None})
     deltas = _tool_deltas(tool_calls) if tool_calls else [{"content": t} for t in gen.deltas]
-    last = len(deltas) - 1
-    events = []
-    for i, delta in enumerate(deltas):
-        choice: dict[str, Any] = {"index": 0, "delta": delta, "logprobs": None}
-        choice["finish_reason"] = finish_reason if i == last else None
-        if i == last:
-            choice["stop_reason"] = gen.stop_reason
-        choice["token_ids"] = None
-        events.append(sse({**head, "choices": [choice]}))
+    prefix = f'data: {dumps(head)[:-1]},"choices":[{{"index":0,"delta":'
+    middle = ',"logprobs":null,"finish_reason":null,"token_ids":null}]}\n\n'
+    final = (
+        f',"logprobs":null,"finish_reason":{dumps(finish_reason)},'
+        f'"stop_reason":{dumps(gen.stop_reason)},"token_ids":null}}]}}\n\n'
+    )
+    events = [(prefix + dumps(delta) + middle).encode() for delta in deltas[:-1]]
+    events.append((prefix + dumps(deltas[-1]) + final).encode())
     tail = [sse({**head, "choices": [], "usage": usage(prompt_tokens, gen.completion_tokens)})]
     return _steps([lead], events, [*tail[:include_usage], DONE])
