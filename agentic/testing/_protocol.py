@@ -244,6 +244,24 @@ def _tool_choice(body: Mapping[str, Any]) -> tuple[bool, bool]:
     return bool(tools) and choice not in (None, "none"), isinstance(choice, Mapping)
 
 
+def _check_structured_outputs(body: Mapping[str, Any]) -> None:
+    """vLLM's checks on ``structured_outputs`` and ``response_format`` (the scripted text is
+    returned as is: constraining it is the script's job)."""
+    params = _field(body, "structured_outputs", Mapping, {})
+    if sum(params.get(k) is not None for k in ("json", "regex", "choice")) > 1:
+        raise _bad(
+            "You can only use one kind of constraints for structured outputs "
+            "('json', 'regex' or 'choice').",
+            "structured_outputs",
+        )
+    fmt = _field(body, "response_format", Mapping, {})
+    if fmt.get("type") == "json_schema" and fmt.get("json_schema") is None:
+        raise _bad(
+            "When response_format type is 'json_schema', the 'json_schema' field must be provided.",
+            "response_format",
+        )
+
+
 def parse_gen_request(body: Mapping[str, Any], chat: bool) -> GenRequest:
     """Validate a ``/v1/completions`` or ``/v1/chat/completions`` body as vLLM would."""
     stream = bool(_field(body, "stream", bool, False))
@@ -252,6 +270,7 @@ def parse_gen_request(body: Mapping[str, Any], chat: bool) -> GenRequest:
         raise _bad("Stream options can only be defined when `stream=True`.", "stream_options")
     if _field(body, "n", int, 1) != 1:
         raise ApiError(400, "VLLMTestServer generates one choice per request (n=1)", param="n")
+    _check_structured_outputs(body)
     model = _field(body, "model", str, None)
     max_tokens, max_param = _max_tokens(body, chat)
     tools, named = _tool_choice(body) if chat else (False, False)
