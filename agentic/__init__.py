@@ -1,5 +1,103 @@
-"""llama-agentic: agents for Llama 3.x models on vLLM."""
+"""llama-agentic: agents for Llama 3.x models on vLLM.
+
+The top level holds what most scripts need; the sub-namespaces hold the rest:
+``agentic.llama`` (prompt format, tool calls, tokenizer, model table), ``agentic.inference``
+(backends), ``agentic.types``, ``agentic.errors`` and ``agentic.testing`` (test doubles).
+"""
 
 from __future__ import annotations
 
+from agentic.config import Settings
+from agentic.errors import (
+    AgenticError,
+    BackendResponseError,
+    BackendTimeoutError,
+    BackendUnavailableError,
+    ConfigError,
+    ContextLengthError,
+    InferenceError,
+    MissingDependencyError,
+    ModelNotFoundError,
+    RateLimitedError,
+    UnknownModelError,
+    UnsupportedFeatureError,
+    UserError,
+)
+from agentic.inference import (
+    Completion,
+    InferenceBackend,
+    InferenceRequest,
+    TextDelta,
+    TransformersLocal,
+    VLLMServer,
+    complete,
+)
+from agentic.llama import (
+    format_dialog,
+    get_tokenizer,
+    parse_completion,
+    render_prompt,
+    resolve_model,
+)
+from agentic.types import (
+    AssistantMessage,
+    BuiltinTool,
+    ImageContent,
+    Message,
+    SamplingParams,
+    StopReason,
+    SystemMessage,
+    TextContent,
+    ToolCall,
+    ToolDefinition,
+    ToolMessage,
+    ToolPromptFormat,
+    Usage,
+    UserMessage,
+)
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "AgenticError",
+    "AssistantMessage",
+    "BackendResponseError",
+    "BackendTimeoutError",
+    "BackendUnavailableError",
+    "BuiltinTool",
+    "Completion",
+    "ConfigError",
+    "ContextLengthError",
+    "ImageContent",
+    "InferenceBackend",
+    "InferenceError",
+    "InferenceRequest",
+    "Message",
+    "MissingDependencyError",
+    "ModelNotFoundError",
+    "RateLimitedError",
+    "SamplingParams",
+    "Settings",
+    "StopReason",
+    "SystemMessage",
+    "TextContent",
+    "TextDelta",
+    "ToolCall",
+    "ToolDefinition",
+    "ToolMessage",
+    "ToolPromptFormat",
+    "TransformersLocal",
+    "UnknownModelError",
+    "UnsupportedFeatureError",
+    "Usage",
+    "UserError",
+    "UserMessage",
+    "VLLMServer",
+    "__version__",
+    "complete",
+    "format_dialog",
+    "get_tokenizer",
+    "parse_completion",
+    "render_prompt",
+    "resolve_model",
+]

@@ -90,6 +90,8 @@ def _common_fields(
     body.update(sampling_fields(sampling))
     body["stop_token_ids"] = STOP_TOKEN_IDS
     body["skip_special_tokens"] = False  # keeps <|python_tag|> in the text
+    # and no space glued after it (slow-tokenizer detokenizing), which would indent the code
+    body["spaces_between_special_tokens"] = False
     body["add_special_tokens"] = False  # the prompt already starts with <|begin_of_text|>
     if response_format is not None:
         body["structured_outputs"] = {"json": dict(response_format)}

@@ -131,6 +131,7 @@ async def test_stream_sends_rendered_prompt_and_vllm_fields(
         "max_tokens": 131072 - len(prompt.encode()),
         "stop_token_ids": [128008, 128009],
         "skip_special_tokens": False,
+        "spaces_between_special_tokens": False,
         "add_special_tokens": False,
         "stream": True,
         "stream_options": {"include_usage": True},
@@ -167,6 +168,7 @@ async def test_sampling_fields_are_sent_only_when_set(
         "stop": ["\nUser:"],
         "stop_token_ids": [128008, 128009],
         "skip_special_tokens": False,
+        "spaces_between_special_tokens": False,
         "add_special_tokens": False,
         "stream": False,
     }
@@ -304,6 +306,7 @@ async def test_images_go_to_chat_with_image_url_parts(
     for key, value in {
         "model": VISION,
         "skip_special_tokens": False,
+        "spaces_between_special_tokens": False,
         "stop_token_ids": [128008, 128009],
         "stream": True,
         "structured_outputs": {"json": {"type": "object"}},

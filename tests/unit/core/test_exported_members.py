@@ -1,0 +1,43 @@
+"""Every public name is exported, every export exists, and every exception is reachable."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+
+import agentic
+from agentic import errors
+
+PACKAGES = ["agentic", "agentic.llama", "agentic.inference", "agentic.testing", "agentic.types"]
+
+
+@pytest.mark.parametrize("name", PACKAGES)
+def test_all_is_sorted_and_resolves(name: str) -> None:
+    module = importlib.import_module(name)
+    exported = list(module.__all__)
+    assert exported == sorted(exported), name
+    assert len(set(exported)) == len(exported)
+    for member in exported:
+        assert hasattr(module, member), f"{name}.{member} is in __all__ but missing"
+
+
+@pytest.mark.parametrize("name", ["agentic.llama", "agentic.inference", "agentic.testing"])
+def test_subpackages_export_their_modules_public_api(name: str) -> None:
+    package = importlib.import_module(name)
+    prefix = name + "."
+    for mod_name, module in list(vars(package).items()):
+        if not inspect.ismodule(module) or not module.__name__.startswith(prefix):
+            continue
+        if mod_name.startswith("_") or mod_name in {"base", "tokens", "system_prompts"}:
+            continue  # private modules, and helpers re-exported selectively
+        missing = set(getattr(module, "__all__", ())) - set(package.__all__)
+        assert not missing, f"{module.__name__} exports {sorted(missing)} not in {name}.__all__"
+
+
+def test_every_exception_is_exported_at_the_top() -> None:
+    for exc_name in errors.__all__:
+        exc = getattr(errors, exc_name)
+        assert issubclass(exc, errors.AgenticError)
+        assert getattr(agentic, exc_name) is exc
