@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import torch
+from helpers import collect
 
 from agentic.errors import (
     ConfigError,
@@ -23,7 +24,6 @@ from agentic.errors import (
     UnsupportedFeatureError,
 )
 from agentic.inference.base import (
-    Completion,
     InferenceBackend,
     InferenceRequest,
     TextDelta,
@@ -63,21 +63,6 @@ def backend(tiny: Path) -> TransformersLocal:
 def req(prompt: str = "<|begin_of_text|>Hello", **sampling: Any) -> InferenceRequest:
     params = GREEDY.model_copy(update=sampling)
     return InferenceRequest(model=SPEC, prompt=prompt, sampling=params)
-
-
-async def collect(
-    backend: InferenceBackend, request: InferenceRequest
-) -> tuple[list[str], Completion]:
-    deltas: list[str] = []
-    final: Completion | None = None
-    async for item in backend.stream(request):
-        assert final is None, "nothing may follow the Completion"
-        if isinstance(item, TextDelta):
-            deltas.append(item.text)
-        else:
-            final = item
-    assert final is not None
-    return deltas, final
 
 
 async def eventually(check: Callable[[], bool]) -> None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx2
 import pytest
+from helpers import collect
 
 from agentic.errors import (
     BackendResponseError,
@@ -29,7 +30,6 @@ from agentic.errors import (
 from agentic.inference import _vllm_wire as wire
 from agentic.inference.base import (
     Completion,
-    InferenceBackend,
     InferenceRequest,
     TextDelta,
     complete,
@@ -77,21 +77,6 @@ def ask(text: str = "hi", model: str = MODEL, **kwargs: Any) -> InferenceRequest
     return InferenceRequest.create(
         model, [{"role": "user", "content": text}], today=TODAY, **kwargs
     )
-
-
-async def collect(
-    backend: InferenceBackend, request: InferenceRequest
-) -> tuple[list[str], Completion]:
-    deltas: list[str] = []
-    final: Completion | None = None
-    async for item in backend.stream(request):
-        if isinstance(item, TextDelta):
-            deltas.append(item.text)
-        else:
-            assert final is None
-            final = item
-    assert final is not None
-    return deltas, final
 
 
 async def read_into(seen: list[str], stream: AsyncIterator[TextDelta | Completion]) -> None:

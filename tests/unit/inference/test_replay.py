@@ -9,6 +9,7 @@ from collections.abc import AsyncGenerator, AsyncIterator
 from pathlib import Path
 
 import pytest
+from helpers import collect
 
 from agentic.errors import ConfigError, InferenceError
 from agentic.inference.base import (
@@ -68,20 +69,6 @@ def ask(text: str, **kwargs: object) -> InferenceRequest:
     return InferenceRequest.create(
         "meta-llama/Llama-3.1-8B-Instruct", [{"role": "user", "content": text}], **kwargs
     )
-
-
-async def collect(
-    backend: InferenceBackend, request: InferenceRequest
-) -> tuple[list[str], Completion]:
-    deltas: list[str] = []
-    final: Completion | None = None
-    async for item in backend.stream(request):
-        if isinstance(item, TextDelta):
-            deltas.append(item.text)
-        else:
-            final = item
-    assert final is not None
-    return deltas, final
 
 
 async def test_record_then_replay_without_the_backend(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import pytest
+from helpers import TRENDING, schema_tool
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from llama_models.datatypes import RawMediaItem, RawMessage, RawTextItem
@@ -71,24 +72,7 @@ def _png() -> bytes:
 IMG = ImageContent.from_bytes(_png())
 
 
-def _tool(
-    name: str, description: str, props: dict[str, Any], required: list[str]
-) -> ToolDefinition:
-    return ToolDefinition.from_json_schema(
-        name, {"type": "object", "properties": props, "required": required}, description
-    )
-
-
-TRENDING = _tool(
-    "trending_songs",
-    "Returns the trending songs on a Music site",
-    {
-        "n": {"type": "int", "description": "The number of songs to return"},
-        "genre": {"type": "str", "description": "The genre of the songs to return"},
-    },
-    ["n"],
-)
-WEATHER = _tool(
+WEATHER = schema_tool(
     "get_weather",
     "Get weather info for places",
     {"city": {"type": "string", "description": "The name of the city to get the weather for"}},

@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
+from helpers import TRENDING, schema_tool
 
 from agentic.llama import system_prompts as sp
 from agentic.types import ToolDefinition
 
-
-def _tool(
-    name: str, description: str, props: dict[str, Any], required: list[str]
-) -> ToolDefinition:
-    return ToolDefinition.from_json_schema(
-        name, {"type": "object", "properties": props, "required": required}, description
-    )
-
-
-TRENDING = _tool(
-    "trending_songs",
-    "Returns the trending songs on a Music site",
-    {
-        "n": {"type": "int", "description": "The number of songs to return"},
-        "genre": {"type": "str", "description": "The genre of the songs to return"},
-    },
-    ["n"],
-)
-WEATHER = _tool(
+WEATHER = schema_tool(
     "get_weather",
     "Get weather info for places",
     {
@@ -191,7 +173,7 @@ def test_json_prompt_several_tools_and_empty_parameters() -> None:
 
 
 def test_json_prompt_param_without_description_prints_none_like_the_reference() -> None:
-    tool = _tool("f", "d", {"x": {"type": "integer"}}, [])
+    tool = schema_tool("f", "d", {"x": {"type": "integer"}}, [])
     assert '"x": {\n                        "type": "object",\n' in sp.json_tools_prompt([tool])
     assert '"description": "None"' in sp.json_tools_prompt([tool])
 
@@ -201,7 +183,7 @@ def test_function_tag_prompt_matches_reference_trending_songs() -> None:
 
 
 def test_function_tag_prompt_escapes_like_jinja_tojson_and_drops_default() -> None:
-    tool = _tool(
+    tool = schema_tool(
         "q",
         "A & B <c> 'd'",
         {"s": {"type": "string", "description": "x<y & it's", "default": "zz"}},
@@ -224,7 +206,7 @@ def test_python_list_prompt_matches_reference_get_weather() -> None:
 
 
 def test_python_list_several_tools_and_default_rules() -> None:
-    limits = _tool(
+    limits = schema_tool(
         "limits",
         "Limits",
         {
