@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import re
+import warnings
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import Any, get_type_hints
+from typing import Any, get_origin, get_type_hints
 
-from pydantic import Field, create_model
+from pydantic import BaseModel, Field, PydanticUserError, create_model
 
 from agentic.errors import ConfigError
 
@@ -25,6 +27,10 @@ class FunctionSchema:
     name: str
     description: str
     parameters: dict[str, Any]
+    arguments: type[BaseModel]
+    """A model of the schema's parameters: validates a call's arguments (built once)."""
+    skipped: tuple[str, ...]
+    """Parameters left out because of ``skip_types`` (to be injected by the caller)."""
 
 
 def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
@@ -55,31 +61,61 @@ def _parse_docstring(doc: str) -> tuple[str, dict[str, str]]:
 
 
 def function_schema(
-    fn: Callable[..., Any], *, skip: Collection[str] = (), skip_types: Collection[type] = ()
+    fn: Callable[..., Any],
+    *,
+    skip: Collection[str] = (),
+    skip_types: Collection[type] = (),
+    name: str | None = None,
 ) -> FunctionSchema:
     """Describe ``fn`` for the model. Parameters named in ``skip`` or annotated with a type in
-    ``skip_types`` (an injected context, say) are left out of the schema."""
-    name = getattr(fn, "__name__", None)
+    ``skip_types`` (an injected context, say; subscripted generics like ``Ctx[Deps]`` count as
+    ``Ctx``) are left out of the schema. ``name`` overrides the function's own name."""
+    name = name or getattr(fn, "__name__", None)
     if not name or name == "<lambda>":
         raise ConfigError("a tool function needs a name; pass name=... for lambdas")
     try:
-        hints = get_type_hints(fn)
+        hints = get_type_hints(_annotated(fn))
     except NameError as exc:
         raise ConfigError(f"tool {name!r}: cannot resolve a type hint: {exc}") from exc
     description, param_docs = _parse_docstring(inspect.getdoc(fn) or "")
     fields: dict[str, Any] = {}
+    skipped: list[str] = []
     for pname, param in inspect.signature(fn).parameters.items():
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or pname in skip:
             continue
         annotation = hints.get(pname, Any)
-        if isinstance(annotation, type) and annotation in skip_types:
+        origin = get_origin(annotation) or annotation
+        if isinstance(origin, type) and origin in skip_types:
+            skipped.append(pname)
             continue
         default = ... if param.default is param.empty else param.default
         fields[pname] = (annotation, Field(default, description=param_docs.get(pname)))
-    model = create_model(f"{name}_arguments", **fields)
-    schema = model.model_json_schema()
+    model, schema = _arguments_model(name, fields)
+    return FunctionSchema(name, description, schema, model, tuple(skipped))
+
+
+def _annotated(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Where ``fn``'s parameter annotations live (partials and callable objects delegate)."""
+    if isinstance(fn, functools.partial):
+        return _annotated(fn.func)
+    if inspect.isfunction(fn) or inspect.ismethod(fn) or isinstance(fn, type):
+        return fn
+    return type(fn).__call__  # a callable object
+
+
+def _arguments_model(name: str, fields: dict[str, Any]) -> tuple[type[BaseModel], dict[str, Any]]:
+    """The arguments model and its JSON schema, without pydantic's titles."""
+    try:
+        with warnings.catch_warnings():
+            # A parameter named like a BaseModel attribute (``json``, ``copy``) shadows it;
+            # harmless here, since the model only validates and its fields are read by name.
+            warnings.filterwarnings("ignore", "Field name .* shadows", UserWarning)
+            model: type[BaseModel] = create_model(f"{name}_arguments", **fields)
+        schema = model.model_json_schema()
+    except PydanticUserError as exc:
+        raise ConfigError(f"tool {name!r}: a parameter type has no JSON schema: {exc}") from exc
     schema.pop("title", None)
     for prop in schema.get("properties", {}).values():
         prop.pop("title", None)
     schema.setdefault("required", [])
-    return FunctionSchema(name=name, description=description, parameters=schema)
+    return model, schema

@@ -7,6 +7,8 @@ AgenticError
 │   ├── UnknownModelError          a model the capability table does not know
 │   ├── UnsupportedFeatureError    a model asked for what it cannot do (vision, tool format...)
 │   └── MissingDependencyError     an optional extra is not installed (also an ImportError)
+├── ToolError                      a tool could not run as called (the executor tells the model)
+│   └── ToolArgumentsError         the call's arguments do not fit the tool's parameters
 └── InferenceError                 talking to a model backend failed
     ├── BackendUnavailableError    server unreachable / connection refused (says how to start one)
     ├── BackendTimeoutError        no answer in time
@@ -16,7 +18,8 @@ AgenticError
         └── RateLimitedError       429 / 503 after the retries ran out
 ```
 
-Exceptions are plain values: no logging, no I/O in constructors.
+Exceptions are plain values: no logging, no I/O in constructors. Signals that user code raises
+to steer a run (``agentic.tools.ToolRetry``) are not errors and live outside this tree.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ __all__ = [
     "MissingDependencyError",
     "ModelNotFoundError",
     "RateLimitedError",
+    "ToolArgumentsError",
+    "ToolError",
     "UnknownModelError",
     "UnsupportedFeatureError",
     "UserError",
@@ -75,6 +80,19 @@ class MissingDependencyError(UserError, ImportError):
         super().__init__(
             f"{package!r} is not installed. Install it with: pip install 'llama-agentic[{extra}]'"
         )
+
+
+class ToolError(AgenticError):
+    """A tool call could not be run; the tool executor turns it into a result for the model."""
+
+
+class ToolArgumentsError(ToolError):
+    """The arguments of a tool call do not validate; ``details`` says which and why."""
+
+    def __init__(self, tool_name: str, details: str) -> None:
+        self.tool_name = tool_name
+        self.details = details
+        super().__init__(f"invalid arguments for tool {tool_name!r}: {details}")
 
 
 class InferenceError(AgenticError):

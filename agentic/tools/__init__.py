@@ -1,0 +1,45 @@
+"""Tools: the :class:`Tool` protocol, the ``@tool`` decorator and the executor that runs calls.
+
+```python
+from agentic.tools import ToolContext, tool
+
+@tool
+async def get_weather(ctx: ToolContext[MyDeps], city: str, days: int = 1) -> str:
+    \"\"\"Get the weather forecast.
+
+    Args:
+        city: The city name.
+        days: How many days ahead.
+    \"\"\"
+    return await ctx.deps.weather.forecast(city, days)
+```
+"""
+
+from __future__ import annotations
+
+from agentic.errors import ToolArgumentsError, ToolError
+from agentic.tools.base import (
+    Tool,
+    ToolContext,
+    ToolErrorKind,
+    ToolOutput,
+    ToolResponse,
+    ToolRetry,
+)
+from agentic.tools.executor import ToolExecutor, unparsable_response
+from agentic.tools.function import FunctionTool, tool
+
+__all__ = [
+    "FunctionTool",
+    "Tool",
+    "ToolArgumentsError",
+    "ToolContext",
+    "ToolError",
+    "ToolErrorKind",
+    "ToolExecutor",
+    "ToolOutput",
+    "ToolResponse",
+    "ToolRetry",
+    "tool",
+    "unparsable_response",
+]
