@@ -7,6 +7,14 @@ The top level holds what most scripts need; the sub-namespaces hold the rest:
 
 from __future__ import annotations
 
+from agentic._sync import run_sync
+from agentic.agent import (
+    Agent,
+    AgentConfig,
+    PersistenceConfig,
+    Session,
+    Turn,
+)
 from agentic.config import Settings
 from agentic.errors import (
     AgenticError,
@@ -19,6 +27,11 @@ from agentic.errors import (
     MissingDependencyError,
     ModelNotFoundError,
     RateLimitedError,
+    SessionBusyError,
+    SessionNotFoundError,
+    SessionStateError,
+    ToolArgumentsError,
+    ToolError,
     UnknownModelError,
     UnsupportedFeatureError,
     UserError,
@@ -39,9 +52,11 @@ from agentic.llama import (
     render_prompt,
     resolve_model,
 )
+from agentic.tools import Tool, ToolContext, ToolRetry, tool
 from agentic.types import (
     AssistantMessage,
     BuiltinTool,
+    Document,
     ImageContent,
     Message,
     SamplingParams,
@@ -59,6 +74,8 @@ from agentic.types import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "Agent",
+    "AgentConfig",
     "AgenticError",
     "AssistantMessage",
     "BackendResponseError",
@@ -68,6 +85,7 @@ __all__ = [
     "Completion",
     "ConfigError",
     "ContextLengthError",
+    "Document",
     "ImageContent",
     "InferenceBackend",
     "InferenceError",
@@ -75,18 +93,29 @@ __all__ = [
     "Message",
     "MissingDependencyError",
     "ModelNotFoundError",
+    "PersistenceConfig",
     "RateLimitedError",
     "SamplingParams",
+    "Session",
+    "SessionBusyError",
+    "SessionNotFoundError",
+    "SessionStateError",
     "Settings",
     "StopReason",
     "SystemMessage",
     "TextContent",
     "TextDelta",
+    "Tool",
+    "ToolArgumentsError",
     "ToolCall",
+    "ToolContext",
     "ToolDefinition",
+    "ToolError",
     "ToolMessage",
     "ToolPromptFormat",
+    "ToolRetry",
     "TransformersLocal",
+    "Turn",
     "UnknownModelError",
     "UnsupportedFeatureError",
     "Usage",
@@ -100,4 +129,6 @@ __all__ = [
     "parse_completion",
     "render_prompt",
     "resolve_model",
+    "run_sync",
+    "tool",
 ]

@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--dry-run", action="store_true", help="print the command, do not run it")
     serve.set_defaults(func=_serve, extra=[])
+    from agentic._cli_agent import add_agent_commands
+
+    add_agent_commands(sub)
     return parser
 
 
@@ -91,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except AgenticError as exc:
-        print(f"agentic: {exc}", file=sys.stderr)
+        print(f"agentic: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
         return 2
     return code
 

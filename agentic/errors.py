@@ -6,7 +6,10 @@ AgenticError
 │   ├── ConfigError                invalid configuration (message says how to fix it)
 │   ├── UnknownModelError          a model the capability table does not know
 │   ├── UnsupportedFeatureError    a model asked for what it cannot do (vision, tool format...)
-│   └── MissingDependencyError     an optional extra is not installed (also an ImportError)
+│   ├── MissingDependencyError     an optional extra is not installed (also an ImportError)
+│   ├── SessionNotFoundError       no session with that id (it was never created or was deleted)
+│   ├── SessionBusyError           a turn is already running on that session
+│   └── SessionStateError          the session cannot do that now (e.g. awaiting tool results)
 ├── ToolError                      a tool could not run as called (the executor tells the model)
 │   └── ToolArgumentsError         the call's arguments do not fit the tool's parameters
 └── InferenceError                 talking to a model backend failed
@@ -35,6 +38,9 @@ __all__ = [
     "MissingDependencyError",
     "ModelNotFoundError",
     "RateLimitedError",
+    "SessionBusyError",
+    "SessionNotFoundError",
+    "SessionStateError",
     "ToolArgumentsError",
     "ToolError",
     "UnknownModelError",
@@ -80,6 +86,29 @@ class MissingDependencyError(UserError, ImportError):
         super().__init__(
             f"{package!r} is not installed. Install it with: pip install 'llama-agentic[{extra}]'"
         )
+
+
+class SessionNotFoundError(UserError):
+    """No session with that id exists in the agent's store."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"no session {session_id!r}; list sessions with agent.list_sessions()")
+
+
+class SessionBusyError(UserError):
+    """A second turn was started on a session while one was running."""
+
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(
+            f"session {session_id!r} is already running a turn; turns on one session run one "
+            "at a time (wait for it, or use another session)"
+        )
+
+
+class SessionStateError(UserError):
+    """The session is not in a state that allows the call (the message says what to do)."""
 
 
 class ToolError(AgenticError):

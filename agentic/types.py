@@ -24,6 +24,7 @@ __all__ = [
     "BuiltinTool",
     "Content",
     "ContentPart",
+    "Document",
     "ImageContent",
     "Message",
     "SamplingParams",
@@ -411,3 +412,26 @@ class Usage(_Frozen):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class Document(_Frozen):
+    """A document attached to a turn: its text, a name to cite it by, and metadata.
+
+    Short documents go into the prompt as context; the memory layer chunks long ones.
+    """
+
+    content: str
+    name: str = ""
+    mime_type: str = "text/plain"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_path(cls, path: str | Path, **metadata: Any) -> Document:
+        """A UTF-8 text file as a document named after the file."""
+        p = Path(path)
+        try:
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read document {str(p)!r} as UTF-8 text: {exc}") from exc
+        mime = mimetypes.guess_type(p.name)[0] or "text/plain"
+        return cls(content=text, name=p.name, mime_type=mime, metadata=metadata)

@@ -19,6 +19,7 @@ from agentic.llama.prompt import (
     format_dialog,
     format_message,
     render_prompt,
+    resolve_tool_format,
 )
 from agentic.llama.system_prompts import format_code_interpreter_result
 from agentic.llama.tokenizer import StreamDecoder, Tokenizer, get_tokenizer
@@ -58,4 +59,5 @@ __all__ = [
     "register_model",
     "render_prompt",
     "resolve_model",
+    "resolve_tool_format",
 ]

@@ -60,6 +60,7 @@ __all__ = [
     "format_dialog",
     "format_message",
     "render_prompt",
+    "resolve_tool_format",
 ]
 
 MessageLike = Message | Mapping[str, Any]
@@ -173,6 +174,15 @@ def _resolve_format(spec: ModelSpec, requested: ToolPromptFormat | None) -> Tool
             f"{spec.id} does not take the {fmt.value!r} tool prompt format (supported: {supported})"
         )
     return fmt
+
+
+def resolve_tool_format(
+    model: str | ModelSpec, requested: ToolPromptFormat | str | None = None
+) -> ToolPromptFormat:
+    """The custom-tool format a model's prompts use: ``requested`` if it supports it, else its
+    default. Raises :class:`UnsupportedFeatureError` for a format the model does not take."""
+    spec = model if isinstance(model, ModelSpec) else resolve_model(model)
+    return _resolve_format(spec, ToolPromptFormat(requested) if requested else None)
 
 
 def _check_tools(spec: ModelSpec, tools: Sequence[ToolDefinition]) -> None:

@@ -477,15 +477,18 @@ def parse_completion(
     *,
     model: str | ModelSpec | None = None,
     stop_reason: StopReason | None = None,
+    tools: bool = True,
 ) -> AssistantMessage:
     """The assistant message in a raw completion (special tokens kept); never raises.
 
     ``stop_reason`` is what the server reported; a trailing ``<|eot_id|>``/``<|eom_id|>`` in the
     text overrides it, and it defaults to ``end_of_turn``. ``model`` (an id, alias or spec) only
-    matters for known models that take no tools: their text is never a call.
+    matters for known models that take no tools: their text is never a call. ``tools=False``
+    reads the text as an answer whatever it looks like (no tools were offered).
     """
     body, ipython, reason = _prelude(text, stop_reason)
-    content, calls = _parse_body(body, ipython=ipython) if _takes_tools(model) else (body, [])
+    takes = tools and _takes_tools(model)
+    content, calls = _parse_body(body, ipython=ipython) if takes else (body, [])
     return AssistantMessage(content=content, tool_calls=calls, stop_reason=reason)
 
 
@@ -543,9 +546,9 @@ class StreamingToolCallParser:
     :func:`parse_completion` of all the text (the announced calls keep their ``call_id``).
     """
 
-    def __init__(self, *, model: str | ModelSpec | None = None) -> None:
+    def __init__(self, *, model: str | ModelSpec | None = None, tools: bool = True) -> None:
         self._model = model
-        self._tools = _takes_tools(model)
+        self._tools = tools and _takes_tools(model)
         self._raw = ""
         self._body_start: int | None = None
         self._ipython = False
@@ -587,7 +590,9 @@ class StreamingToolCallParser:
         """End the stream: the held-back text and the calls not announced yet."""
         if self._message is not None:
             return []
-        message = parse_completion(self._raw, model=self._model, stop_reason=stop_reason)
+        message = parse_completion(
+            self._raw, model=self._model, stop_reason=stop_reason, tools=self._tools
+        )
         content = message.content if isinstance(message.content, str) else ""
         events: list[StreamEvent] = []
         if len(content) > self._emitted:

@@ -1,0 +1,443 @@
+"""The user-facing entry points: :class:`Agent` (build, sessions) and :class:`Session` (turns).
+
+```python
+agent = Agent(AgentConfig(model="Llama-3.1-8B-Instruct", tools=[get_weather]))
+async with agent:
+    session = await agent.create_session()
+    async for event in session.turn("Weather in Paris?"):
+        ...
+    turn = await session.run("And in Rome?")
+```
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.graph.state import CompiledStateGraph
+from langgraph.store.base import BaseStore
+from langgraph.types import Command
+
+from agentic._sync import run_sync
+from agentic.agent.config import AgentConfig
+from agentic.agent.core import AgentCore, build_core
+from agentic.agent.graph import build_graph
+from agentic.agent.inputs import client_responses, documents_of, user_message
+from agentic.agent.steps import TurnContext, TurnState
+from agentic.agent.store import SessionStore
+from agentic.agent.types import (
+    Event,
+    SessionInfo,
+    Step,
+    Turn,
+    TurnAwaitingInput,
+    TurnComplete,
+    TurnStart,
+    TurnStatus,
+    new_id,
+    utcnow,
+)
+from agentic.config import Settings
+from agentic.errors import (
+    ConfigError,
+    SessionBusyError,
+    SessionStateError,
+)
+from agentic.inference.base import InferenceBackend
+from agentic.memory.base import Retriever
+from agentic.shields.base import Shield
+from agentic.tools.base import Tool
+from agentic.types import Content, Document, ImageContent, UserMessage
+
+__all__ = ["Agent", "Session", "TurnStream"]
+
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+Graph = CompiledStateGraph[TurnState, TurnContext, Any, Any]
+
+
+def _load_config(config: AgentConfig | Mapping[str, Any] | str | Path) -> AgentConfig:
+    if isinstance(config, AgentConfig):
+        return config
+    if isinstance(config, Mapping):
+        return AgentConfig.from_dict(config)
+    return AgentConfig.from_yaml(config)
+
+
+class Agent:
+    """An agent: a validated config plus the backend, tools, shields and banks it uses.
+
+    Everything is checked here (unknown tool names, duplicates, a tool format or built-in
+    tools the model does not support...), so a bad agent fails before its first turn. Use
+    ``async with agent`` (or :meth:`aclose`) to release connections.
+    """
+
+    def __init__(
+        self,
+        config: AgentConfig | Mapping[str, Any] | str | Path,
+        *,
+        backend: InferenceBackend | None = None,
+        tools: Sequence[Tool] = (),
+        shields: Sequence[Shield] = (),
+        memory_banks: Sequence[Retriever] = (),
+        deps: Any = None,
+        settings: Settings | None = None,
+        checkpointer: BaseCheckpointSaver[Any] | None = None,
+        store: BaseStore | None = None,
+    ) -> None:
+        self.config = _load_config(config)
+        self.settings = settings or Settings()
+        self._owns_backend = backend is None
+        if backend is None:
+            from agentic.inference.vllm_server import VLLMServer
+
+            backend = VLLMServer(self.settings.vllm_base_url, self.settings.vllm_api_key)
+        self.backend = backend
+        self.core: AgentCore = build_core(
+            self.config, backend, tools=tools, shields=shields, memory_banks=memory_banks, deps=deps
+        )
+        self.sessions = SessionStore(
+            self.config.persistence,
+            self.settings.home.expanduser(),
+            checkpointer=checkpointer,
+            store=store,
+        )
+        self._graph: Graph | None = None
+        self._open_lock = asyncio.Lock()
+        self._running: set[str] = set()
+
+    def __repr__(self) -> str:
+        return f"Agent({self.config.name!r}, model={self.config.model!r})"
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    async def __aenter__(self) -> Agent:
+        await self._ensure_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the session store, and the backend if the agent created it."""
+        await self.sessions.aclose()
+        self._graph = None
+        if self._owns_backend:
+            close = getattr(self.backend, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def _ensure_open(self) -> Graph:
+        if self._graph is None:
+            async with self._open_lock:
+                if self._graph is None:
+                    await self.sessions.open()
+                    self._graph = build_graph(self.core).compile(
+                        checkpointer=self.sessions.checkpointer,
+                        store=self.sessions.store,
+                        name=self.config.name,
+                    )
+        return self._graph
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    async def create_session(
+        self,
+        name: str = "",
+        *,
+        session_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Session:
+        """Start a new session (persisted at once, so it can be listed and resumed)."""
+        await self._ensure_open()
+        sid = session_id or new_id()
+        if not _SESSION_ID.match(sid):
+            raise ConfigError(f"session id {sid!r} must be 1-128 letters, digits, '_' or '-'")
+        now = utcnow()
+        info = SessionInfo(
+            session_id=sid,
+            agent=self.config.name,
+            name=name,
+            created_at=now,
+            updated_at=now,
+            metadata=dict(metadata or {}),
+        )
+        await self.sessions.save_session(info)
+        return Session(self, info)
+
+    async def get_session(self, session_id: str) -> Session:
+        """An existing session, to continue it (also after a restart)."""
+        await self._ensure_open()
+        return Session(self, await self.sessions.load_session(session_id))
+
+    async def list_sessions(self) -> list[SessionInfo]:
+        """This agent's sessions, most recently used first."""
+        await self._ensure_open()
+        return await self.sessions.list_sessions(self.config.name)
+
+    async def delete_session(self, session_id: str) -> None:
+        """Delete a session with its turns and checkpoints."""
+        await self._ensure_open()
+        if session_id in self._running:
+            raise SessionBusyError(session_id)
+        await self.sessions.delete_session(session_id)
+
+
+class TurnStream:
+    """The events of a turn as they happen; ``await`` it for the finished :class:`Turn`."""
+
+    def __init__(self, events: AsyncGenerator[Event, None]) -> None:
+        self._events = events
+        self.turn: Turn | None = None
+        """The turn once it completed or stopped for client tool results."""
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await self._events.__anext__()
+        if isinstance(event, TurnComplete | TurnAwaitingInput):
+            self.turn = event.turn
+        return event
+
+    async def aclose(self) -> None:
+        """Stop early; finished steps stay saved."""
+        await self._events.aclose()
+
+    async def _drain(self) -> Turn:
+        async for _ in self:
+            pass
+        if self.turn is None:  # pragma: no cover - a run always ends with one of the two
+            raise SessionStateError("the turn ended without completing")
+        return self.turn
+
+    def __await__(self) -> Generator[Any, None, Turn]:
+        return self._drain().__await__()
+
+
+class Session:
+    """A conversation with an agent: a sequence of turns, persisted after every step."""
+
+    def __init__(self, agent: Agent, info: SessionInfo) -> None:
+        self.agent = agent
+        self.info = info
+        self._config: Any = {"configurable": {"thread_id": info.session_id}}
+        self._context = TurnContext(agent.core, info.session_id, agent.sessions)
+        self._last: Turn | None = None
+        self._known = False
+
+    def __repr__(self) -> str:
+        return f"Session({self.id!r}, agent={self.agent.name!r})"
+
+    @property
+    def id(self) -> str:
+        return self.info.session_id
+
+    # --- turns ------------------------------------------------------------------------------
+
+    def turn(
+        self,
+        message: str | Content | UserMessage | Mapping[str, Any],
+        *,
+        images: Sequence[ImageContent | str | Path | bytes] = (),
+        documents: Sequence[Document | str | Path] = (),
+    ) -> TurnStream:
+        """Run a turn, streaming its events; ``await`` the result for the :class:`Turn`."""
+        user = user_message(message, images, self.agent.core.spec)
+        docs = documents_of(documents)
+        return TurnStream(self._new_turn(user, docs))
+
+    async def run(
+        self,
+        message: str | Content | UserMessage | Mapping[str, Any],
+        *,
+        images: Sequence[ImageContent | str | Path | bytes] = (),
+        documents: Sequence[Document | str | Path] = (),
+    ) -> Turn:
+        """Run a turn to its end and return it."""
+        return await self.turn(message, images=images, documents=documents)
+
+    def run_sync(
+        self,
+        message: str | Content | UserMessage | Mapping[str, Any],
+        *,
+        images: Sequence[ImageContent | str | Path | bytes] = (),
+        documents: Sequence[Document | str | Path] = (),
+    ) -> Turn:
+        """:meth:`run` for synchronous code."""
+        return run_sync(self.run(message, images=images, documents=documents))
+
+    def resume(self, tool_results: Any = None) -> TurnStream:
+        """Continue the last turn: with client tool results when it awaits them, or after a
+        crash or a backend error (from the last finished step)."""
+        return TurnStream(self._resume(tool_results))
+
+    async def _new_turn(
+        self, user: UserMessage, docs: list[Document]
+    ) -> AsyncGenerator[Event, None]:
+        graph = await self.agent._ensure_open()
+        with self._exclusive():
+            last = await self._last_turn(graph)
+            if last is not None and last.status is not TurnStatus.completed:
+                raise SessionStateError(_unfinished(last))
+            turn = Turn(
+                turn_id=new_id(),
+                session_id=self.id,
+                index=0 if last is None else last.index + 1,
+                input_messages=[user],
+                documents=docs,
+                started_at=utcnow(),
+            )
+            graph_input: TurnState = {
+                "turn": turn,
+                "messages": [user],
+                "pending": [],
+                "unparsable": None,
+                "iteration": 0,
+                "reformat": False,
+            }
+            yield TurnStart(session_id=self.id, turn_id=turn.turn_id)
+            async for event in self._stream(graph, graph_input, turn):
+                yield event
+
+    async def _resume(self, tool_results: Any) -> AsyncGenerator[Event, None]:
+        graph = await self.agent._ensure_open()
+        with self._exclusive():
+            snapshot = await graph.aget_state(self._config)
+            turn: Turn | None = snapshot.values.get("turn")
+            if turn is None or not snapshot.next:
+                raise SessionStateError(f"session {self.id!r} has no unfinished turn to resume")
+            if snapshot.interrupts:
+                if tool_results is None:
+                    raise SessionStateError(_unfinished(turn))
+                pending = snapshot.values.get("pending") or []
+                responses = client_responses(pending, tool_results, self.agent.config)
+                graph_input: Any = Command(resume=[r.model_dump(mode="json") for r in responses])
+            elif tool_results is not None:
+                raise SessionStateError(
+                    f"the turn of session {self.id!r} is not awaiting tool results"
+                )
+            else:
+                graph_input = None
+            async for event in self._stream(graph, graph_input, turn):
+                yield event
+
+    async def _stream(
+        self, graph: Graph, graph_input: Any, turn: Turn
+    ) -> AsyncGenerator[Event, None]:
+        self._known = False  # until the run ends cleanly
+        interrupted = False
+        durability = self.agent.config.persistence.durability
+        async for mode, chunk in graph.astream(
+            graph_input,
+            self._config,
+            context=self._context,
+            stream_mode=["custom", "updates"],
+            durability=durability,
+        ):
+            if mode == "custom":
+                event = cast(Event, chunk)  # nodes write nothing but events
+                if isinstance(event, TurnComplete):
+                    turn = event.turn
+                yield event
+                continue
+            updates = cast(dict[str, Any], chunk)
+            if "__interrupt__" in updates:
+                interrupted = True
+                continue
+            for update in updates.values():
+                if isinstance(update, dict) and "turn" in update:
+                    turn = update["turn"]
+        if interrupted:
+            yield TurnAwaitingInput(turn=turn, tool_calls=turn.pending_tool_calls)
+        self._last, self._known = turn, True
+
+    def _exclusive(self) -> _Exclusive:
+        return _Exclusive(self.agent._running, self.id)
+
+    async def _last_turn(self, graph: Graph) -> Turn | None:
+        if not self._known:
+            snapshot = await graph.aget_state(self._config)
+            self._last = snapshot.values.get("turn")
+            if (
+                self._last is not None
+                and snapshot.next
+                and self._last.status is TurnStatus.completed
+            ):
+                self._last = self._last.model_copy(update={"status": TurnStatus.in_progress})
+            self._known = True
+        return self._last
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def turns(self) -> list[Turn]:
+        """Every turn of the session, oldest first, the unfinished one (if any) last."""
+        graph = await self.agent._ensure_open()
+        done = await self.agent.sessions.list_turns(self.id)
+        snapshot = await graph.aget_state(self._config)
+        current: Turn | None = snapshot.values.get("turn")
+        if current is not None and current.status is not TurnStatus.completed:
+            done.append(current)
+        return done
+
+    async def get_turn(self, turn_id: str) -> Turn:
+        """One turn by id."""
+        for turn in reversed(await self.turns()):
+            if turn.turn_id == turn_id:
+                return turn
+        raise ConfigError(f"session {self.id!r} has no turn {turn_id!r}")
+
+    async def get_step(self, turn_id: str, step_id: str) -> Step:
+        """One step of a turn by id."""
+        return (await self.get_turn(turn_id)).step(step_id)
+
+    async def refresh(self) -> SessionInfo:
+        """Reload the session record (turn count, last update)."""
+        self.info = await self.agent.sessions.load_session(self.id)
+        return self.info
+
+    async def delete(self) -> None:
+        """Delete the session with its turns and checkpoints."""
+        await self.agent.delete_session(self.id)
+
+
+class _Exclusive:
+    """Marks a session as running a turn for the duration of a ``with`` block."""
+
+    def __init__(self, running: set[str], session_id: str) -> None:
+        self._running = running
+        self._id = session_id
+
+    def __enter__(self) -> None:
+        if self._id in self._running:
+            raise SessionBusyError(self._id)
+        self._running.add(self._id)
+
+    def __exit__(self, *exc: object) -> None:
+        self._running.discard(self._id)
+
+
+def _unfinished(turn: Turn) -> str:
+    if turn.status is TurnStatus.awaiting_input:
+        calls = ", ".join(f"{c.tool_name} ({c.call_id})" for c in turn.pending_tool_calls)
+        return (
+            f"turn {turn.turn_id} is waiting for client tool results ({calls}); "
+            "call session.resume({call_id: result, ...}) first"
+        )
+    return (
+        f"turn {turn.turn_id} did not finish (an error or a stopped process); "
+        "call session.resume() to continue it"
+    )

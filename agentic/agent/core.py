@@ -1,0 +1,183 @@
+"""Building an agent: resolve names, check the config against the model, fail early.
+
+:func:`build_core` turns an :class:`AgentConfig` plus the objects passed to the agent into an
+:class:`AgentCore`, the immutable bundle every step of every turn reads.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from agentic.agent.config import AgentConfig
+from agentic.agent.prompting import TokenCounter
+from agentic.errors import ConfigError, UnsupportedFeatureError
+from agentic.inference.base import InferenceBackend
+from agentic.llama.models import ModelSpec, resolve_model
+from agentic.llama.prompt import PromptCache, render_prompt, resolve_tool_format
+from agentic.memory.base import Retriever
+from agentic.shields.base import Shield
+from agentic.tools.base import Tool
+from agentic.tools.executor import ToolExecutor
+from agentic.types import (
+    SystemMessage,
+    ToolDefinition,
+    ToolPromptFormat,
+    UserMessage,
+    json_schema_of,
+)
+
+__all__ = ["AgentCore", "build_core"]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, eq=False)
+class AgentCore:
+    """A validated agent: what the turn graph's steps need, resolved once."""
+
+    config: AgentConfig
+    spec: ModelSpec
+    backend: InferenceBackend
+    executor: ToolExecutor
+    tool_defs: tuple[ToolDefinition, ...]
+    """Every tool offered to the model (server-side, then client-side), in prompt order."""
+    client_tools: frozenset[str]
+    tool_format: ToolPromptFormat
+    input_shields: tuple[Shield, ...]
+    output_shields: tuple[Shield, ...]
+    retrievers: tuple[Retriever, ...]
+    response_schema: dict[str, Any] | None
+    system: SystemMessage
+    deps: Any = None
+    token_counter: TokenCounter | None = None
+    prompts: PromptCache = field(default_factory=PromptCache)
+    budget_cache: dict[str, Any] = field(default_factory=dict)
+    """The context budget, found on the first inference (it may ask the server)."""
+
+    @property
+    def tool_names(self) -> list[str]:
+        return [t.name for t in self.tool_defs]
+
+
+def _resolve(kind: str, items: Sequence[str | T], known: Mapping[str, T], cls: type) -> list[T]:
+    """Objects for a config list that mixes objects and names of objects in ``known``."""
+    out: list[T] = []
+    for item in items:
+        if isinstance(item, str):
+            if item not in known:
+                have = ", ".join(sorted(known)) or "none were passed"
+                raise ConfigError(
+                    f"unknown {kind} {item!r} in the agent config; pass it to Agent({kind}s=[...]) "
+                    f"(available: {have})"
+                )
+            out.append(known[item])
+        elif isinstance(item, cls):
+            out.append(item)
+        else:
+            raise ConfigError(f"{kind} {item!r} is neither a name nor a {cls.__name__}")
+    return out
+
+
+def _by_name(kind: str, objects: Sequence[Any], key: Callable[[Any], str]) -> dict[str, Any]:
+    named: dict[str, Any] = {}
+    for obj in objects:
+        name = key(obj)
+        if name in named and named[name] is not obj:
+            raise ConfigError(f"two different {kind}s are named {name!r}")
+        named[name] = obj
+    return named
+
+
+def _check_duplicates(names: Sequence[str]) -> None:
+    dupes = sorted(name for name, n in Counter(names).items() if n > 1)
+    if dupes:
+        raise ConfigError(f"duplicate tool names in the agent: {', '.join(dupes)}")
+
+
+def _check_model(config: AgentConfig, spec: ModelSpec, defs: Sequence[ToolDefinition]) -> None:
+    """Ask the prompt layer to render a probe: it raises for every tool/model mismatch."""
+    if spec.is_guard or spec.prompt_style == "base":
+        raise UnsupportedFeatureError(
+            f"{spec.id} is not a chat model; an agent needs an instruct model "
+            "(guard models are used as shields)"
+        )
+    if defs and not spec.tool_formats and not spec.builtin_tools:
+        raise UnsupportedFeatureError(f"{spec.id} does not take tools; remove them from the agent")
+    builtin = [d.name for d in defs if d.is_builtin]
+    if builtin and not spec.builtin_tools:
+        raise UnsupportedFeatureError(
+            f"{spec.id} was not trained for the built-in tools {', '.join(builtin)}; "
+            "use a Llama 3.1 / 3.3 model or define them as custom tools"
+        )
+    names = {d.name for d in defs}
+    choice = config.tool_choice
+    if choice not in ("auto", "none", "required") and choice not in names:
+        have = ", ".join(sorted(names)) or "no tools"
+        raise ConfigError(f"tool_choice {choice!r} is not one of the agent's tools ({have})")
+    if choice == "required" and not defs:
+        raise ConfigError("tool_choice 'required' needs at least one tool")
+    render_prompt(
+        [UserMessage(content="probe")],
+        model=spec,
+        tools=defs,
+        tool_prompt_format=config.tool_prompt_format,
+        tool_choice=choice,
+        today=_dt.date(2024, 1, 1),
+    )
+
+
+def _token_counter(backend: Any, model: str) -> TokenCounter | None:
+    """Exact prompt-token counting through the backend, when it can count."""
+    count = getattr(backend, "count_tokens", None)
+    if not callable(count):
+        return None
+
+    async def counter(text: str) -> int:
+        return int(await count(text, model=model))
+
+    return counter
+
+
+def build_core(
+    config: AgentConfig,
+    backend: InferenceBackend,
+    *,
+    tools: Sequence[Tool] = (),
+    shields: Sequence[Shield] = (),
+    memory_banks: Sequence[Retriever] = (),
+    deps: Any = None,
+) -> AgentCore:
+    """Validate ``config`` with the given objects; every mistake is a clear error here."""
+    spec = resolve_model(config.model)
+    server_tools = _resolve(
+        "tool", config.tools, _by_name("tool", tools, lambda t: t.definition.name), Tool
+    )
+    defs = [t.definition for t in server_tools] + list(config.client_tools)
+    _check_duplicates([d.name for d in defs])
+    _check_model(config, spec, defs)
+    named_shields = _by_name("shield", shields, lambda s: s.name)
+    named_banks = _by_name("memory_bank", memory_banks, lambda b: b.bank_id)
+    return AgentCore(
+        config=config,
+        spec=spec,
+        backend=backend,
+        executor=ToolExecutor(
+            server_tools, timeout=config.tool_timeout, max_output_chars=config.max_tool_output_chars
+        ),
+        tool_defs=tuple(defs),
+        client_tools=frozenset(d.name for d in config.client_tools),
+        tool_format=resolve_tool_format(spec, config.tool_prompt_format),
+        input_shields=tuple(_resolve("shield", config.input_shields, named_shields, Shield)),
+        output_shields=tuple(_resolve("shield", config.output_shields, named_shields, Shield)),
+        retrievers=tuple(_resolve("memory_bank", config.memory_banks, named_banks, Retriever)),
+        response_schema=(
+            json_schema_of(config.response_format) if config.response_format is not None else None
+        ),
+        system=SystemMessage(content=config.instructions),
+        deps=deps,
+        token_counter=_token_counter(backend, config.model),
+    )

@@ -1,0 +1,222 @@
+"""The inference step: build the prompt within the context budget, stream the model's answer,
+parse tool calls as they become certain, and record an :class:`InferenceStep`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from langgraph.types import StreamWriter
+from pydantic import ValidationError
+
+from agentic.agent.prompting import Budget, context_window, fit_history, forced_prefix
+from agentic.agent.types import (
+    InferenceStep,
+    StepComplete,
+    StepProgress,
+    StepStart,
+    StepType,
+    new_id,
+    utcnow,
+)
+from agentic.errors import InferenceError
+from agentic.inference.base import Completion, InferenceRequest, TextDelta
+from agentic.llama.tool_calls import StreamingToolCallParser, TextChunk
+from agentic.types import (
+    AssistantMessage,
+    ImageContent,
+    Message,
+    StopReason,
+    ToolDefinition,
+    content_text,
+)
+
+if TYPE_CHECKING:
+    from agentic.agent.core import AgentCore
+    from agentic.agent.steps import TurnContext, TurnState
+
+__all__ = ["InferenceResult", "answer_conforms", "run_inference", "tool_choice_for"]
+
+
+@dataclass(frozen=True, slots=True)
+class InferenceResult:
+    step: InferenceStep
+    message: AssistantMessage
+    unparsable: str | None
+    """Raw text when the model signalled a call (``<|eom_id|>``) that could not be read."""
+    context_start: int
+
+
+def tool_choice_for(core: AgentCore, iteration: int) -> str:
+    """The tool choice of the ``iteration``-th inference of a turn (from 0).
+
+    ``required`` and named choices hold for the first inference only (after a tool result the
+    model must be free to answer); past ``max_infer_iters`` tools are off, so it answers.
+    """
+    choice = core.config.tool_choice
+    if iteration >= core.config.max_infer_iters:
+        return "none"
+    if choice in ("auto", "none"):
+        return choice
+    return choice if iteration == 0 else "auto"
+
+
+def _has_images(messages: Sequence[Message]) -> bool:
+    for m in messages:
+        if not isinstance(m.content, str) and any(isinstance(p, ImageContent) for p in m.content):
+            return True
+    return False
+
+
+async def _budget(core: AgentCore) -> Budget:
+    cached = core.budget_cache.get("budget")
+    if cached is None:
+        window = await context_window(
+            core.backend, core.config.model, core.spec, core.config.context_length
+        )
+        reserve = core.config.sampling.max_tokens or core.config.response_token_reserve
+        cached = Budget(limit=max(window - reserve, 1), count=core.token_counter)
+        core.budget_cache["budget"] = cached
+    return cached
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    choice: str
+    tools: tuple[ToolDefinition, ...]
+    prefix: str
+    structured: dict[str, Any] | None
+
+
+def _plan(core: AgentCore, iteration: int) -> _Plan:
+    choice = tool_choice_for(core, iteration)
+    tools = core.tool_defs if choice != "none" else ()
+    structured = core.response_schema if not tools else None
+    return _Plan(choice, tools, forced_prefix(choice, tools, core.tool_format), structured)
+
+
+async def _request(
+    core: AgentCore, ctx: TurnContext, state: TurnState, plan: _Plan
+) -> tuple[InferenceRequest, int, int | None]:
+    """The request, the history start used and the prompt-token estimate."""
+    history = state.get("history") or []
+    current = state["messages"]
+    start = state.get("context_start", 0)
+    common: dict[str, Any] = {
+        "model": core.config.model,
+        "tools": plan.tools,
+        "tool_choice": plan.choice,
+        "tool_prompt_format": core.tool_format,
+        "sampling": core.config.sampling,
+        "response_format": plan.structured,
+    }
+    if _has_images(current) or _has_images(history[start:]):
+        # images go through the chat endpoint as messages; vLLM counts their tokens itself
+        messages = [core.system, *history[start:], *current]
+        return InferenceRequest(messages=messages, cache_key=ctx.session_id, **common), start, None
+    key = f"{ctx.session_id}:{'tools' if plan.tools else 'plain'}"
+
+    def render(i: int) -> str:
+        return core.prompts.render(
+            key,
+            [core.system, *history[i:], *current],
+            model=core.spec,
+            tools=plan.tools,
+            tool_prompt_format=core.tool_format,
+            tool_choice=plan.choice,
+            response_format=core.response_schema,
+        )
+
+    fit = await fit_history(render, state.get("turn_starts") or [], start, await _budget(core))
+    request = InferenceRequest(prompt=fit.prompt + plan.prefix, **common)
+    return request, fit.start, fit.tokens
+
+
+async def _stream(
+    core: AgentCore, request: InferenceRequest, plan: _Plan, emit: StreamWriter, ids: dict[str, Any]
+) -> tuple[AssistantMessage, Completion]:
+    parser = StreamingToolCallParser(model=core.spec, tools=bool(plan.tools))
+    for event in parser.feed(plan.prefix):
+        _progress(emit, ids, event)
+    completion: Completion | None = None
+    async for item in core.backend.stream(request):
+        if isinstance(item, TextDelta):
+            for event in parser.feed(item.text):
+                _progress(emit, ids, event)
+        else:
+            completion = item
+    if completion is None:
+        raise InferenceError(f"{type(core.backend).__name__}.stream ended without a Completion")
+    for event in parser.end(completion.stop_reason):
+        _progress(emit, ids, event)
+    return parser.finish(completion.stop_reason), completion
+
+
+def _progress(emit: StreamWriter, ids: dict[str, Any], event: Any) -> None:
+    if isinstance(event, TextChunk):
+        emit(StepProgress(text=event.text, **ids))
+    else:
+        emit(StepProgress(tool_call=event.call, **ids))
+
+
+def _unparsable(message: AssistantMessage, raw: str, plan: _Plan) -> str | None:
+    """The raw text of a call the model meant to make (it stopped on eom) but we cannot read."""
+    if plan.tools and not message.tool_calls and message.stop_reason is StopReason.end_of_message:
+        return raw
+    return None
+
+
+async def run_inference(state: TurnState, ctx: TurnContext, emit: StreamWriter) -> InferenceResult:
+    """Make the turn's next model call and record it."""
+    core, turn = ctx.core, state["turn"]
+    plan = _plan(core, state.get("iteration", 0))
+    ids = {"turn_id": turn.turn_id, "step_id": new_id(), "step_type": StepType.inference}
+    started = utcnow()
+    emit(StepStart(**ids))
+    request, start, estimate = await _request(core, ctx, state, plan)
+    message, completion = await _stream(core, request, plan, emit, ids)
+    raw = plan.prefix + completion.text
+    step = InferenceStep(
+        step_id=ids["step_id"],
+        turn_id=turn.turn_id,
+        started_at=started,
+        completed_at=utcnow(),
+        model_response=message,
+        raw_text=raw,
+        usage=completion.usage,
+        time_to_first_token=completion.timings.time_to_first_token,
+        tool_choice=plan.choice,
+        forced_prefix=plan.prefix,
+        dropped_turns=_turns_between(
+            state.get("turn_starts") or [], state.get("context_start", 0), start
+        ),
+        prompt_tokens_estimate=estimate,
+    )
+    emit(StepComplete(turn_id=turn.turn_id, step=step))
+    return InferenceResult(step, message, _unparsable(message, raw, plan), start)
+
+
+def _turns_between(turn_starts: Sequence[int], old: int, new: int) -> int:
+    """How many turns this step newly dropped from the prompt."""
+    return sum(1 for s in turn_starts if old <= s < new)
+
+
+def answer_conforms(core: AgentCore, message: AssistantMessage) -> bool:
+    """Whether an answer follows the agent's response format (always, without one)."""
+    fmt = core.config.response_format
+    if fmt is None:
+        return True
+    text = content_text(message.content)
+    if isinstance(fmt, dict):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            return False
+        return not (fmt.get("type") == "object" and not isinstance(value, dict))
+    try:
+        fmt.model_validate_json(text)
+    except ValidationError:
+        return False
+    return True

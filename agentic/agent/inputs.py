@@ -1,0 +1,122 @@
+"""What callers hand a session, checked and converted: user messages, images, documents and
+client-side tool results."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from agentic.agent.config import AgentConfig
+from agentic.errors import ConfigError, SessionStateError, UnsupportedFeatureError
+from agentic.llama.models import ModelSpec
+from agentic.tools.base import ToolResponse
+from agentic.types import (
+    Content,
+    ContentPart,
+    Document,
+    ImageContent,
+    TextContent,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+    as_message,
+)
+
+__all__ = ["client_responses", "documents_of", "user_message"]
+
+
+def _image(value: ImageContent | str | Path | bytes) -> ImageContent:
+    if isinstance(value, ImageContent):
+        return value
+    if isinstance(value, bytes):
+        return ImageContent.from_bytes(value)
+    if isinstance(value, str) and value.startswith(("http://", "https://", "data:")):
+        return ImageContent.from_url(value)
+    return ImageContent.from_path(value)
+
+
+def _parts(content: Content) -> list[ContentPart]:
+    return [TextContent(text=content)] if isinstance(content, str) else list(content)
+
+
+def user_message(
+    message: str | Content | UserMessage | Mapping[str, Any],
+    images: Sequence[ImageContent | str | Path | bytes],
+    spec: ModelSpec,
+) -> UserMessage:
+    """The turn's user message, images first (as Llama 3.2 Vision expects them)."""
+    if isinstance(message, UserMessage):
+        user = message
+    elif isinstance(message, Mapping):
+        converted = as_message(message)
+        if not isinstance(converted, UserMessage):
+            raise ConfigError(f"a turn starts with a user message, not a {converted.role!r} one")
+        user = converted
+    else:
+        user = UserMessage(content=message)
+    if images:
+        pictures: list[ContentPart] = [_image(i) for i in images]
+        user = user.model_copy(update={"content": [*pictures, *_parts(user.content)]})
+    has_image = not isinstance(user.content, str) and any(
+        isinstance(p, ImageContent) for p in user.content
+    )
+    if has_image and not spec.vision:
+        raise UnsupportedFeatureError(
+            f"{spec.id} cannot see images; use a vision model such as "
+            "meta-llama/Llama-3.2-11B-Vision-Instruct"
+        )
+    return user
+
+
+def documents_of(documents: Sequence[Document | str | Path]) -> list[Document]:
+    """Documents from objects, text, or paths of text files."""
+    out = []
+    for doc in documents:
+        if isinstance(doc, Document):
+            out.append(doc)
+        elif isinstance(doc, Path):
+            out.append(Document.from_path(doc))
+        else:
+            out.append(Document(content=doc))
+    return out
+
+
+def _by_call(results: Any) -> dict[str, Any]:
+    """Results keyed by call id, from a mapping or a list of messages / responses / dicts."""
+    if isinstance(results, Mapping):
+        return dict(results)
+    out: dict[str, Any] = {}
+    for item in results:
+        if isinstance(item, ToolMessage | ToolResponse):
+            out[item.call_id] = item.content
+        elif isinstance(item, Mapping) and "call_id" in item:
+            out[str(item["call_id"])] = item.get("content", item.get("output", ""))
+        else:
+            raise ConfigError(
+                "tool results must be {call_id: result} or a list of ToolMessage / "
+                f"{{'call_id': ..., 'content': ...}}; got {item!r}"
+            )
+    return out
+
+
+def client_responses(
+    pending: Sequence[ToolCall], results: Any, config: AgentConfig
+) -> list[ToolResponse]:
+    """Client tool results as responses in call order; every pending call needs one."""
+    given = _by_call(results)
+    expected = {c.call_id for c in pending}
+    missing = [f"{c.tool_name} ({c.call_id})" for c in pending if c.call_id not in given]
+    unknown = sorted(set(given) - expected)
+    if missing or unknown:
+        detail = []
+        if missing:
+            detail.append(f"missing results for {', '.join(missing)}")
+        if unknown:
+            detail.append(f"no pending call has id {', '.join(unknown)}")
+        raise SessionStateError("cannot resume: " + "; ".join(detail))
+    limit = config.max_tool_output_chars
+    return [
+        ToolResponse.from_output(call, given[call.call_id], max_output_chars=limit)
+        for call in pending
+    ]

@@ -1,0 +1,220 @@
+"""Session persistence: a LangGraph checkpointer for turn state, a LangGraph store for the
+session index and the finished turns.
+
+The checkpointer holds each session's graph state (thread id = session id), written after
+every step. The store holds what is listed and fetched: one record per session and one per
+finished turn. Both live in one SQLite file by default, in Postgres for shared deployments, or
+in memory.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
+
+from langgraph.checkpoint.base import BaseCheckpointSaver
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+from langgraph.store.base import BaseStore
+from langgraph.store.memory import InMemoryStore
+
+from agentic.agent import types as agent_types
+from agentic.agent.config import PersistenceConfig
+from agentic.agent.types import SessionInfo, Turn, utcnow
+from agentic.errors import MissingDependencyError, SessionNotFoundError
+
+__all__ = ["SessionStore", "state_serializer"]
+
+_SESSIONS = ("agentic", "sessions")
+_PAGE = 500
+_BUSY_TIMEOUT = 60.0
+
+
+def _turns_ns(session_id: str) -> tuple[str, ...]:
+    return ("agentic", "turns", session_id)
+
+
+def _state_types() -> list[tuple[str, str]]:
+    """Every class that can sit in checkpointed turn state (deserialization allowlist)."""
+    from agentic import types as core_types
+    from agentic.memory import base as memory_base
+    from agentic.shields import base as shield_base
+    from agentic.tools import base as tool_base
+
+    names = {
+        core_types: [
+            "SystemMessage",
+            "UserMessage",
+            "AssistantMessage",
+            "ToolMessage",
+            "ToolCall",
+            "TextContent",
+            "ImageContent",
+            "Usage",
+            "Document",
+            "StopReason",
+        ],
+        agent_types: [
+            "Turn",
+            "TurnStatus",
+            "InferenceStep",
+            "ToolExecutionStep",
+            "ShieldCallStep",
+            "MemoryRetrievalStep",
+        ],
+        tool_base: ["ToolResponse", "ToolErrorKind"],
+        shield_base: ["Violation"],
+        memory_base: ["RetrievedChunk"],
+    }
+    return [(module.__name__, name) for module, group in names.items() for name in group]
+
+
+def state_serializer() -> JsonPlusSerializer:
+    """LangGraph's serializer, allowed to rebuild exactly our state types (nothing else)."""
+    return JsonPlusSerializer(allowed_msgpack_modules=_state_types())
+
+
+class SessionStore:
+    """Opens the configured checkpointer and store, and reads and writes session records."""
+
+    def __init__(
+        self,
+        config: PersistenceConfig,
+        home: Path,
+        *,
+        checkpointer: BaseCheckpointSaver[Any] | None = None,
+        store: BaseStore | None = None,
+    ) -> None:
+        self.config = config
+        self._home = home
+        self._given = (checkpointer, store)
+        self._stack = AsyncExitStack()
+        self.checkpointer: BaseCheckpointSaver[Any] | None = None
+        self.store: BaseStore | None = None
+
+    @property
+    def path(self) -> Path:
+        """The SQLite file (sqlite backend)."""
+        return (self.config.path or self._home / "sessions.sqlite").expanduser()
+
+    async def open(self) -> None:
+        """Connect and create tables (idempotent)."""
+        if self.checkpointer is not None:
+            return
+        checkpointer, store = self._given
+        if checkpointer is None or store is None:
+            opened = await self._open_backend()
+            checkpointer = checkpointer or opened[0]
+            store = store or opened[1]
+        self.checkpointer, self.store = checkpointer, store
+
+    async def _open_backend(self) -> tuple[BaseCheckpointSaver[Any], BaseStore]:
+        backend = self.config.backend
+        if backend == "memory":
+            return InMemorySaver(serde=state_serializer()), InMemoryStore()
+        if backend == "sqlite":
+            return await self._open_sqlite()
+        return await self._open_postgres()
+
+    async def _open_sqlite(self) -> tuple[BaseCheckpointSaver[Any], BaseStore]:
+        import aiosqlite
+        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
+        from langgraph.store.sqlite.aio import AsyncSqliteStore
+
+        path = self.path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # One connection in autocommit mode, one lock: checkpoints and records are written in
+        # turn, so the records' read-then-write transactions never race a checkpoint write
+        # (two connections on one file fail with "database is locked" under load).
+        # synchronous=NORMAL in WAL mode survives a killed process (not a power cut).
+        conn = await aiosqlite.connect(str(path), isolation_level=None, timeout=_BUSY_TIMEOUT)
+        self._stack.push_async_callback(conn.close)
+        await conn.execute("PRAGMA journal_mode=WAL")
+        await conn.execute("PRAGMA synchronous=NORMAL")
+        saver = AsyncSqliteSaver(conn, serde=state_serializer())
+        await saver.setup()
+        store = AsyncSqliteStore(conn)
+        store.lock = saver.lock
+        await store.setup()
+        return saver, store
+
+    async def _open_postgres(self) -> tuple[BaseCheckpointSaver[Any], BaseStore]:
+        try:
+            from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+            from langgraph.store.postgres.aio import AsyncPostgresStore
+        except ImportError as exc:
+            raise MissingDependencyError("langgraph-checkpoint-postgres", "postgres") from exc
+        url = self.config.url
+        assert url is not None  # PersistenceConfig checked it
+        saver = await self._stack.enter_async_context(AsyncPostgresSaver.from_conn_string(url))
+        saver.serde = state_serializer()
+        store = await self._stack.enter_async_context(AsyncPostgresStore.from_conn_string(url))
+        await saver.setup()
+        await store.setup()
+        return saver, store
+
+    async def aclose(self) -> None:
+        """Close connections this store opened (injected ones are left to their owner)."""
+        await self._stack.aclose()
+        self.checkpointer = self.store = None
+
+    def _store(self) -> BaseStore:
+        if self.store is None:
+            raise RuntimeError("SessionStore used before open()")
+        return self.store
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    async def save_session(self, info: SessionInfo) -> None:
+        await self._store().aput(_SESSIONS, info.session_id, info.model_dump(mode="json"))
+
+    async def load_session(self, session_id: str) -> SessionInfo:
+        item = await self._store().aget(_SESSIONS, session_id)
+        if item is None:
+            raise SessionNotFoundError(session_id)
+        return SessionInfo.model_validate(item.value)
+
+    async def list_sessions(self, agent: str | None = None) -> list[SessionInfo]:
+        """Sessions, most recently updated first; only ``agent``'s when given."""
+        found = await self._all(_SESSIONS, {"agent": agent} if agent is not None else None)
+        infos = [SessionInfo.model_validate(v) for v in found]
+        return sorted(infos, key=lambda s: s.updated_at, reverse=True)
+
+    async def delete_session(self, session_id: str) -> None:
+        """Forget a session: its record, its turns and its checkpoints."""
+        await self.load_session(session_id)
+        store = self._store()
+        for value in await self._all(_turns_ns(session_id), None):
+            await store.adelete(_turns_ns(session_id), value["turn_id"])
+        await store.adelete(_SESSIONS, session_id)
+        if self.checkpointer is not None:
+            await self.checkpointer.adelete_thread(session_id)
+
+    async def _all(self, namespace: tuple[str, ...], filter: dict[str, Any] | None) -> list[Any]:
+        store, out, offset = self._store(), [], 0
+        while True:
+            page = await store.asearch(namespace, filter=filter, limit=_PAGE, offset=offset)
+            out += [item.value for item in page if item.namespace == namespace]
+            if len(page) < _PAGE:
+                return out
+            offset += _PAGE
+
+    # --- turns ------------------------------------------------------------------------------
+
+    async def save_turn(self, turn: Turn) -> None:
+        """Record a finished turn and bump its session's counters."""
+        store = self._store()
+        await store.aput(_turns_ns(turn.session_id), turn.turn_id, turn.model_dump(mode="json"))
+        info = await self.load_session(turn.session_id)
+        update = {"turn_count": max(info.turn_count, turn.index + 1), "updated_at": utcnow()}
+        await self.save_session(info.model_copy(update=update))
+
+    async def load_turn(self, session_id: str, turn_id: str) -> Turn | None:
+        item = await self._store().aget(_turns_ns(session_id), turn_id)
+        return None if item is None else Turn.model_validate(item.value)
+
+    async def list_turns(self, session_id: str) -> list[Turn]:
+        """The session's finished turns, oldest first."""
+        turns = [Turn.model_validate(v) for v in await self._all(_turns_ns(session_id), None)]
+        return sorted(turns, key=lambda t: t.index)

@@ -1,0 +1,319 @@
+"""Sessions: persistence across restarts, resume after a kill, concurrency, context budget,
+and the shield / memory steps through their protocols."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from agent_helpers import agent_on, events_of, prompts, step_types
+
+from agentic.agent import (
+    InferenceStep,
+    MemoryRetrievalStep,
+    PersistenceConfig,
+    ShieldCallStep,
+    TurnStatus,
+)
+from agentic.errors import SessionBusyError, SessionNotFoundError, SessionStateError
+from agentic.memory import RetrievedChunk
+from agentic.shields import ShieldStage, Violation
+from agentic.testing import Reply, VLLMTestServer
+from agentic.tools import tool
+from agentic.types import Document, Message, content_text
+
+SQLITE = PersistenceConfig(backend="sqlite")
+
+
+@tool
+async def lookup(city: str) -> str:
+    """Look a city up."""
+    return f"{city}: 25C"
+
+
+async def test_sessions_survive_a_restart(tmp_path: Path) -> None:
+    script = ["Nice to meet you, Ada.<|eot_id|>", "Your name is Ada.<|eot_id|>"]
+    with VLLMTestServer(script) as server:
+        async with agent_on(server, tmp_path, persistence=SQLITE) as agent:
+            session = await agent.create_session("intro")
+            first = await session.run("My name is Ada.")
+        assert (tmp_path / "sessions.sqlite").exists()
+        async with agent_on(server, tmp_path, persistence=SQLITE) as agent:  # a new process
+            listed = await agent.list_sessions()
+            assert [(s.session_id, s.name, s.turn_count) for s in listed] == [
+                (session.id, "intro", 1)
+            ]
+            again = await agent.get_session(session.id)
+            second = await again.run("What is my name?")
+            turns = await again.turns()
+    assert second.index == 1
+    assert [t.turn_id for t in turns] == [first.turn_id, second.turn_id]
+    prompt = prompts(server)[-1]
+    assert "My name is Ada.<|eot_id|>" in prompt
+    assert "Nice to meet you, Ada.<|eot_id|>" in prompt
+
+
+async def test_get_list_and_delete(tmp_path: Path) -> None:
+    with VLLMTestServer(["One.<|eot_id|>"]) as server:
+        async with agent_on(server, tmp_path, persistence=SQLITE) as agent:
+            a = await agent.create_session("a")
+            b = await agent.create_session("b", metadata={"user": "u1"})
+            turn = await a.run("hi")
+            step = await a.get_step(turn.turn_id, turn.steps[0].step_id)
+            assert isinstance(step, InferenceStep)
+            assert (await a.get_turn(turn.turn_id)).output_text == "One."
+            assert [s.session_id for s in await agent.list_sessions()] == [a.id, b.id]
+            assert (await agent.get_session(b.id)).info.metadata == {"user": "u1"}
+            await a.delete()
+            assert [s.session_id for s in await agent.list_sessions()] == [b.id]
+            with pytest.raises(SessionNotFoundError):
+                await agent.get_session(a.id)
+
+
+async def test_two_turns_on_one_session_at_once_are_rejected(tmp_path: Path) -> None:
+    with VLLMTestServer(["Slow answer.<|eot_id|>"], latency=0.3) as server:
+        async with agent_on(server, tmp_path) as agent:
+            session = await agent.create_session()
+            first = asyncio.ensure_future(session.run("one"))
+            await asyncio.sleep(0.1)
+            with pytest.raises(SessionBusyError, match="already running a turn"):
+                await session.run("two")
+            assert (await first).output_text == "Slow answer."
+
+
+async def test_hundred_sessions_run_concurrently(tmp_path: Path) -> None:
+    def reply(request: object) -> str:
+        return "Answer.<|eot_id|>"
+
+    with VLLMTestServer(lambda rec: Reply(text="Answer.<|eot_id|>"), latency=0.05) as server:
+        async with agent_on(server, tmp_path, persistence=SQLITE) as agent:
+            sessions = [await agent.create_session() for _ in range(100)]
+            turns = await asyncio.gather(*(s.run(f"question {i}") for i, s in enumerate(sessions)))
+            listed = await agent.list_sessions()
+    assert all(t.output_text == "Answer." for t in turns)
+    assert len({t.session_id for t in turns}) == 100
+    assert len(listed) == 100
+    assert all(s.turn_count == 1 for s in listed)
+
+
+async def test_failed_turn_is_resumed_from_its_last_step(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    @tool
+    async def count(city: str) -> str:
+        calls.append(city)
+        return "counted"
+
+    script: list[str | Reply] = [
+        '{"name": "count", "parameters": {"city": "Rome"}}<|eot_id|>',
+        Reply(status=500, error="engine died"),
+        "Counted.<|eot_id|>",
+    ]
+    with VLLMTestServer(script) as server:
+        async with agent_on(server, tmp_path, tools=[count], persistence=SQLITE) as agent:
+            session = await agent.create_session()
+            with pytest.raises(Exception, match="engine died"):
+                await session.run("count Rome")
+            with pytest.raises(SessionStateError, match="resume"):
+                await session.run("something else")
+            turn = await session.resume()
+    assert turn.output_text == "Counted."
+    assert calls == ["Rome"]  # the finished tool step was not run again
+    assert step_types(turn) == ["inference", "tool_execution", "inference"]
+
+
+CHILD = """
+import asyncio, os, sys
+from pathlib import Path
+from agentic.agent import Agent, AgentConfig, PersistenceConfig
+from agentic.config import Settings
+from agentic.inference.vllm_server import VLLMServer
+from agentic.tools import tool
+
+home, url, marker = Path(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
+
+@tool
+async def count(city: str) -> str:
+    with marker.open("a") as f:
+        f.write(city + "\\n")
+    if city == "Paris" and os.environ.get("KILL"):
+        os._exit(9)  # the process dies in the middle of the turn's second tool step
+    return "counted " + city
+
+async def main() -> None:
+    agent = Agent(
+        AgentConfig(model="meta-llama/Llama-3.1-8B-Instruct", tools=[count],
+                    persistence=PersistenceConfig(backend="sqlite")),
+        backend=VLLMServer(url, max_retries=0), settings=Settings(home=home))
+    async with agent:
+        if os.environ.get("KILL"):
+            session = await agent.create_session("killed")
+            await session.run("count Rome then Paris")
+        else:
+            (info,) = await agent.list_sessions()
+            session = await agent.get_session(info.session_id)
+            turn = await session.resume()
+            print("ANSWER:" + turn.output_text)
+            print("STEPS:" + ",".join(s.step_type for s in turn.steps))
+
+asyncio.run(main())
+"""
+
+
+async def test_resume_after_the_process_is_killed_between_steps(tmp_path: Path) -> None:
+    script = [
+        '{"name": "count", "parameters": {"city": "Rome"}}<|eot_id|>',
+        '{"name": "count", "parameters": {"city": "Paris"}}<|eot_id|>',
+        "Counted both.<|eot_id|>",
+    ]
+    child = tmp_path / "child.py"
+    child.write_text(textwrap.dedent(CHILD))
+    marker = tmp_path / "calls.txt"
+    with VLLMTestServer(script) as server:
+        args = [sys.executable, str(child), str(tmp_path), server.base_url, str(marker)]
+        killed = await asyncio.to_thread(
+            subprocess.run, args, env={**os.environ, "KILL": "1"}, capture_output=True
+        )
+        assert killed.returncode == 9, killed.stderr.decode()
+        resumed = await asyncio.to_thread(subprocess.run, args, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "ANSWER:Counted both." in resumed.stdout
+    assert "STEPS:inference,tool_execution,inference,tool_execution,inference" in resumed.stdout
+    assert marker.read_text().split() == ["Rome", "Paris", "Paris"]  # Rome ran once
+
+
+async def test_oldest_turns_are_dropped_to_fit_the_context(tmp_path: Path) -> None:
+    filler = "lorem ipsum dolor sit amet " * 60  # ~360 tokens a turn
+    script = [f"Reply {i}.<|eot_id|>" for i in range(6)]
+    with VLLMTestServer(script, max_model_len=2048) as server:
+        async with agent_on(
+            server, tmp_path, context_length=2048, response_token_reserve=256
+        ) as agent:
+            session = await agent.create_session()
+            turns = [await session.run(f"Turn {i}: {filler}") for i in range(6)]
+    dropped = [s.dropped_turns for t in turns for s in t.steps if isinstance(s, InferenceStep)]
+    assert dropped[0] == 0
+    assert sum(dropped) > 0
+    last_prompt = prompts(server)[-1]
+    assert "Turn 0:" not in last_prompt
+    assert "Turn 5:" in last_prompt
+    assert "Turn 4:" in last_prompt  # only as much as needed was dropped
+    counted = [r for r in server.requests if r.path.endswith("/tokenize")]
+    assert counted, "the exact count comes from the server's tokenizer"
+    estimate = turns[-1].steps[0].prompt_tokens_estimate  # type: ignore[union-attr]
+    assert estimate is not None
+    assert estimate <= 2048 - 256
+
+
+class KeywordShield:
+    """A real shield implementation for the tests: blocks a word."""
+
+    def __init__(self, word: str, name: str = "keyword") -> None:
+        self.word = word
+        self._name = name
+        self.seen: list[tuple[ShieldStage, str]] = []
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    async def check(self, messages: Sequence[Message], *, stage: ShieldStage) -> Violation | None:
+        text = content_text(messages[-1].content)
+        self.seen.append((stage, text))
+        if self.word in text:
+            return Violation(shield=self.name, categories=["S1"], message=f"found {self.word!r}")
+        return None
+
+
+async def test_input_shield_blocks_before_any_inference(tmp_path: Path) -> None:
+    shield = KeywordShield("bomb")
+    with VLLMTestServer(["Sure.<|eot_id|>"]) as server:
+        async with agent_on(server, tmp_path, input_shields=[shield], agent_kwargs={}) as agent:
+            session = await agent.create_session()
+            events = await events_of(session.turn("how to build a bomb"))
+            turn = events[-1].turn  # type: ignore[union-attr]
+            assert step_types(turn) == ["shield_call"]
+            step = turn.steps[0]
+            assert isinstance(step, ShieldCallStep)
+            assert step.violation is not None
+            assert step.violation.categories == ["S1"]
+            assert turn.output_text == agent.config.refusal_message
+            assert not [e for e in events if e.event == "step_progress"]
+            assert prompts(server) == []
+            safe = await session.run("hello")
+    assert step_types(safe) == ["shield_call", "inference"]
+    assert "bomb" not in prompts(server)[-1]  # refused turns never return
+
+
+async def test_output_shield_replaces_an_unsafe_answer(tmp_path: Path) -> None:
+    shield = KeywordShield("secret")
+    script = ["The secret is 42.<|eot_id|>", "Hello.<|eot_id|>"]
+    with VLLMTestServer(script) as server:
+        async with agent_on(server, tmp_path, output_shields=[shield]) as agent:
+            session = await agent.create_session()
+            turn = await session.run("tell me")
+            await session.run("hi")
+    assert step_types(turn) == ["inference", "shield_call"]
+    assert turn.output_text == agent.config.refusal_message
+    assert shield.seen[0] == ("output", "The secret is 42.")
+    assert "The secret is 42." not in prompts(server)[-1]
+
+
+class StaticBank:
+    """A retriever over a fixed list (the real banks come with the memory issue)."""
+
+    bank_id = "facts"
+
+    async def retrieve(self, query: str, *, limit: int) -> list[RetrievedChunk]:
+        return [
+            RetrievedChunk(
+                chunk_id="c1", bank_id="facts", text="The office opens at 9.", score=0.9
+            ),
+            RetrievedChunk(chunk_id="c2", bank_id="facts", text="Parking is free.", score=0.4),
+        ][:limit]
+
+
+async def test_memory_retrieval_and_documents_go_into_the_prompt(tmp_path: Path) -> None:
+    doc = Document(content="Meeting notes: budget approved.", name="notes.txt")
+    with VLLMTestServer(["At 9.<|eot_id|>"]) as server:
+        async with agent_on(
+            server,
+            tmp_path,
+            memory_banks=["facts"],
+            retrieval_limit=1,
+            agent_kwargs={"memory_banks": [StaticBank()]},
+        ) as agent:
+            turn = await (await agent.create_session()).run(
+                "When does the office open?", documents=[doc]
+            )
+    assert step_types(turn) == ["memory_retrieval", "inference"]
+    step = turn.steps[0]
+    assert isinstance(step, MemoryRetrievalStep)
+    assert [c.chunk_id for c in step.chunks] == ["c1"]
+    prompt = prompts(server)[0]
+    assert "When does the office open?\n\nHere is context" in prompt
+    assert "The office opens at 9." in prompt
+    assert "Parking is free." not in prompt
+    assert "Meeting notes: budget approved." in prompt
+
+
+async def test_turn_status_of_a_waiting_session_blocks_new_turns(tmp_path: Path) -> None:
+    from agentic.types import ToolDefinition
+
+    ask = ToolDefinition.from_json_schema("ask_user", {"type": "object", "properties": {}})
+    with VLLMTestServer(['{"name": "ask_user", "parameters": {}}<|eot_id|>']) as server:
+        async with agent_on(server, tmp_path, client_tools=[ask], persistence=SQLITE) as agent:
+            session = await agent.create_session()
+            turn = await session.run("hi")
+            assert turn.status is TurnStatus.awaiting_input
+            with pytest.raises(SessionStateError, match="waiting for client tool results"):
+                await session.run("again")
+            with pytest.raises(SessionStateError, match="missing results"):
+                await session.resume({})
+            assert (await session.turns())[-1].status is TurnStatus.awaiting_input

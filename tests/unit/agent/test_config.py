@@ -1,0 +1,125 @@
+"""AgentConfig and building an Agent: every mistake is a clear error before the first turn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentic.agent import Agent, AgentConfig, PersistenceConfig
+from agentic.config import Settings
+from agentic.errors import ConfigError, UnknownModelError, UnsupportedFeatureError
+from agentic.inference.vllm_server import VLLMServer
+from agentic.tools import tool
+from agentic.types import ToolDefinition
+
+LLAMA31 = "meta-llama/Llama-3.1-8B-Instruct"
+LLAMA32 = "meta-llama/Llama-3.2-3B-Instruct"
+
+
+@tool
+def get_weather(city: str) -> str:
+    """Weather in a city."""
+    return city
+
+
+@tool(name="brave_search")
+def search(query: str) -> str:
+    return query
+
+
+def build(tmp_path: Path, **config: object) -> Agent:
+    config.setdefault("model", LLAMA31)
+    tools = config.pop("agent_tools", ())
+    cfg = AgentConfig(persistence=PersistenceConfig(backend="memory"), **config)
+    backend = VLLMServer("http://127.0.0.1:9/v1")  # never contacted: building is offline
+    return Agent(cfg, backend=backend, tools=tools, settings=Settings(home=tmp_path))  # type: ignore[arg-type]  # the test passes tools through **config
+
+
+def test_a_valid_agent_builds(tmp_path: Path) -> None:
+    agent = build(tmp_path, tools=["get_weather"], agent_tools=[get_weather])
+    assert agent.core.tool_names == ["get_weather"]
+    assert repr(agent) == f"Agent('agent', model='{LLAMA31}')"
+
+
+@pytest.mark.parametrize(
+    ("config", "error", "match"),
+    [
+        ({"tools": ["nope"]}, ConfigError, "unknown tool 'nope'"),
+        ({"tools": [get_weather, get_weather]}, ConfigError, "duplicate tool names.*get_weather"),
+        (
+            {
+                "tools": [get_weather],
+                "client_tools": [ToolDefinition(name="get_weather")],
+            },
+            ConfigError,
+            "duplicate tool names",
+        ),
+        ({"model": "gpt-4"}, UnknownModelError, "gpt-4"),
+        ({"model": LLAMA32, "tools": [search]}, UnsupportedFeatureError, "built-in tools"),
+        (
+            {"model": LLAMA32, "tools": [get_weather], "tool_prompt_format": "json"},
+            UnsupportedFeatureError,
+            "json",
+        ),
+        ({"tools": [get_weather], "tool_choice": "other"}, ConfigError, "tool_choice 'other'"),
+        ({"tool_choice": "required"}, ConfigError, "needs at least one tool"),
+        ({"model": "meta-llama/Llama-Guard-3-8B"}, UnsupportedFeatureError, "not a chat model"),
+        ({"input_shields": ["guard"]}, ConfigError, "unknown shield 'guard'"),
+        ({"memory_banks": ["kb"]}, ConfigError, "unknown memory_bank 'kb'"),
+    ],
+)
+def test_mistakes_fail_when_the_agent_is_built(
+    tmp_path: Path, config: dict[str, object], error: type[Exception], match: str
+) -> None:
+    with pytest.raises(error, match=match):
+        build(tmp_path, **config)
+
+
+def test_config_from_yaml_resolves_tool_names(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(
+        "name: weather\n"
+        f"model: {LLAMA31}\n"
+        "instructions: Answer briefly.\n"
+        "tools: [get_weather]\n"
+        "max_infer_iters: 4\n"
+        "sampling: {temperature: 0.2}\n"
+        "persistence: {backend: memory}\n"
+    )
+    cfg = AgentConfig.from_yaml(path)
+    assert (cfg.name, cfg.max_infer_iters, cfg.sampling.temperature) == ("weather", 4, 0.2)
+    backend = VLLMServer("http://127.0.0.1:9/v1")
+    agent = Agent(path, backend=backend, tools=[get_weather], settings=Settings(home=tmp_path))
+    assert agent.core.tool_names == ["get_weather"]
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("model: [unclosed", "not valid YAML"),
+        ("- a\n- b\n", "must be a mapping"),
+        (f"model: {LLAMA31}\nmax_infer_iters: 0\n", "max_infer_iters"),
+        (f"model: {LLAMA31}\ncolour: blue\n", "colour"),
+    ],
+)
+def test_bad_yaml_is_a_config_error(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        AgentConfig.from_yaml(path)
+
+
+def test_missing_yaml_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read agent config"):
+        AgentConfig.from_yaml(tmp_path / "absent.yaml")
+
+
+def test_postgres_needs_a_url() -> None:
+    with pytest.raises(ConfigError, match="needs url"):
+        PersistenceConfig(backend="postgres")
+
+
+def test_from_dict_errors_name_the_field() -> None:
+    with pytest.raises(ConfigError, match="response_format"):
+        AgentConfig.from_dict({"model": LLAMA31, "response_format": 3})
