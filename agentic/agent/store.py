@@ -9,9 +9,10 @@ in memory.
 
 from __future__ import annotations
 
+import copy
 from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
@@ -70,6 +71,23 @@ def _state_types() -> list[tuple[str, str]]:
     return [(module.__name__, name) for module, group in names.items() for name in group]
 
 
+class _ByReference:
+    """The in-memory checkpointer's serializer: keeps objects instead of encoding them.
+
+    Turn state is immutable (frozen models, lists replaced rather than changed), so a reference
+    is as good as a copy and costs nothing; the checkpoint's own bookkeeping dicts are copied,
+    since LangGraph keeps working on them.
+    """
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        kept = copy.deepcopy(obj) if isinstance(obj, dict) else obj
+        return "ref", cast(bytes, kept)
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        kept = data[1]
+        return copy.deepcopy(kept) if isinstance(kept, dict) else kept
+
+
 def state_serializer() -> JsonPlusSerializer:
     """LangGraph's serializer, allowed to rebuild exactly our state types (nothing else)."""
     return JsonPlusSerializer(allowed_msgpack_modules=_state_types())
@@ -112,7 +130,7 @@ class SessionStore:
     async def _open_backend(self) -> tuple[BaseCheckpointSaver[Any], BaseStore]:
         backend = self.config.backend
         if backend == "memory":
-            return InMemorySaver(serde=state_serializer()), InMemoryStore()
+            return InMemorySaver(serde=_ByReference()), InMemoryStore()
         if backend == "sqlite":
             return await self._open_sqlite()
         return await self._open_postgres()
