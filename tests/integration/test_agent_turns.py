@@ -404,3 +404,17 @@ async def test_backend_down_is_a_clear_error(tmp_path: Path) -> None:
             session = await agent.create_session()
             with pytest.raises(Exception, match="engine died"):
                 await session.run("hi")
+
+
+async def test_a_turn_with_an_image_goes_to_the_chat_endpoint(tmp_path: Path) -> None:
+    vision = "meta-llama/Llama-3.2-11B-Vision-Instruct"
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 16
+    with VLLMTestServer(["A receipt for 12.50 EUR.<|eot_id|>"], models=[vision]) as server:
+        async with agent_on(server, tmp_path) as agent:
+            turn = await (await agent.create_session()).run("What is this?", images=[png])
+    assert turn.output_text == "A receipt for 12.50 EUR."
+    (body,) = generations(server)
+    user = body["messages"][-1]
+    # the instructions lead the first user message: 3.2 Vision refuses a system message
+    assert [p["type"] for p in user["content"]] == ["text", "image_url", "text"]
+    assert turn.input_messages[0].content[0].type == "image"  # type: ignore[union-attr]
