@@ -53,7 +53,8 @@ def test_documents_from_objects_text_and_paths(tmp_path: Path) -> None:
     docs = documents_of([Document(content="x", name="x"), "plain text", path])
     assert [d.name for d in docs] == ["x", "", "notes.md"]
     assert docs[1].content == "plain text"
-    assert docs[2].content == "# Notes\nhello" and docs[2].mime_type == "text/markdown"
+    assert docs[2].content == "# Notes\nhello"
+    assert docs[2].mime_type == "text/markdown"
     with pytest.raises(ConfigError, match="cannot read document"):
         documents_of([tmp_path / "absent.txt"])
 
@@ -79,7 +80,8 @@ def test_client_results_in_every_shape_are_escaped_and_capped() -> None:
         assert [r.call_id for r in out] == ["a", "b"]
         assert out[0].content == "x<\\|eot_id|>"
     long = client_responses(CALLS, {"a": "z" * 500, "b": ""}, CONFIG)[0]
-    assert long.truncated and "truncated" in str(long.content)
+    assert long.truncated
+    assert "truncated" in str(long.content)
 
 
 def test_client_results_must_match_the_pending_calls() -> None:
