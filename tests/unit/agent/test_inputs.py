@@ -39,10 +39,13 @@ def test_images_go_first_and_need_a_vision_model(tmp_path: Path) -> None:
     path.write_bytes(PNG)
     msg = user_message("What is this?", [path, PNG, "https://example.com/x.png"], VISION)
     assert isinstance(msg.content, list)
-    assert [type(p) for p in msg.content] == [ImageContent, ImageContent, ImageContent, TextContent]
+    assert [p.type for p in msg.content] == ["image", "image", "image", "text"]
     with pytest.raises(UnsupportedFeatureError, match="cannot see images"):
         user_message("What is this?", [PNG], TEXT)
-    parts = [ImageContent.from_bytes(PNG), TextContent(text="and this?")]
+    parts: list[ImageContent | TextContent] = [
+        ImageContent.from_bytes(PNG),
+        TextContent(text="and this?"),
+    ]
     with pytest.raises(UnsupportedFeatureError):
         user_message(parts, (), TEXT)
 
