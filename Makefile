@@ -4,14 +4,24 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup lint format typecheck test bench demo check clean
+.PHONY: setup system lint format typecheck test bench demo check clean
+
+# Services the integration tests run for real (PostgreSQL for the shared session store).
+# Installed when this is a Debian machine and we are root; elsewhere install them yourself.
+SYSTEM_PACKAGES := postgresql
+
+system:
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
+	fi
 
 $(STAMP): pyproject.toml
+	$(MAKE) system
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch first: any other torch requirement pulls GBs of CUDA wheels.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[local,dev]'
+	$(BIN)/pip install -q -e '.[local,dev,postgres]'
 	touch $(STAMP)
 
 setup: $(STAMP)

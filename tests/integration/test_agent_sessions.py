@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from agent_helpers import agent_on, events_of, prompts, step_types
+from pg_server import pg_bin, postgres_server
 
 from agentic.agent import (
     InferenceStep,
@@ -317,3 +318,20 @@ async def test_turn_status_of_a_waiting_session_blocks_new_turns(tmp_path: Path)
             with pytest.raises(SessionStateError, match="missing results"):
                 await session.resume({})
             assert (await session.turns())[-1].status is TurnStatus.awaiting_input
+
+
+@pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL is not installed (.ci/run installs it)")
+async def test_postgres_persistence_across_agents(tmp_path: Path) -> None:
+    pytest.importorskip("langgraph.checkpoint.postgres", reason="the postgres extra")
+    script = ["Hello Ada.<|eot_id|>", "You are Ada.<|eot_id|>"]
+    with postgres_server() as url, VLLMTestServer(script) as server:
+        pg = PersistenceConfig(backend="postgres", url=url)
+        async with agent_on(server, tmp_path, persistence=pg) as agent:
+            session = await agent.create_session("pg")
+            await session.run("I am Ada.")
+        async with agent_on(server, tmp_path, persistence=pg) as agent:  # another replica
+            (info,) = await agent.list_sessions()
+            turn = await (await agent.get_session(info.session_id)).run("Who am I?")
+    assert info.turn_count == 1
+    assert turn.index == 1
+    assert "I am Ada.<|eot_id|>" in prompts(server)[-1]
