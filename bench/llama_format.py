@@ -5,7 +5,9 @@
 2. Parse: ``parse_completion`` and the streaming parser on typical model outputs.
 3. Client latency: ``VLLMServer.stream`` against a bare httpx2 streaming request with the same
    body, sequentially, over the loopback test server (in another process) at zero model latency.
-4. CPU per request with 200 concurrent streams (50 ms model latency), client process only.
+4. CPU per request with 200 concurrent streams (50 ms model latency), client process only; this
+   includes httpx2's connection pool, whose scans grow with the number of connections.
+5. The same 200 streams over an in-memory transport (no sockets, no pool): the client's own CPU.
 
 Prints a table and writes ``bench/results/llama_format.json``. ``--quick`` runs fewer rounds.
 """
@@ -17,10 +19,11 @@ import asyncio
 import functools
 import json
 import multiprocessing as mp
+import re
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -198,9 +201,9 @@ def _request(i: int) -> InferenceRequest:
     )
 
 
-async def _via_client(backend: VLLMServer, i: int) -> str:
+async def _via_client(backend: VLLMServer, request: InferenceRequest) -> str:
     text = ""
-    async for item in backend.stream(_request(i)):
+    async for item in backend.stream(request):
         if isinstance(item, TextDelta):
             text += item.text
         elif isinstance(item, Completion):
@@ -219,15 +222,20 @@ async def _via_bare(client: httpx2.AsyncClient, url: str, body: dict[str, Any]) 
 
 
 def _bare_body(i: int) -> dict[str, Any]:
+    """The body ``VLLMServer`` sends for ``_request(i)``: the same HTTP call, made bare."""
     prompt = render_prompt(_request(i).messages, model=MODEL)
     return {
         "model": MODEL,
+        "temperature": 0.0,
+        "top_p": 0.9,
+        "stop_token_ids": [128008, 128009],
+        "skip_special_tokens": False,
+        "spaces_between_special_tokens": False,
+        "add_special_tokens": False,
+        "stream": True,
+        "stream_options": {"include_usage": True},
         "prompt": prompt,
         "max_tokens": 64,
-        "temperature": 0,
-        "stream": True,
-        "skip_special_tokens": False,
-        "add_special_tokens": False,
     }
 
 
@@ -237,14 +245,15 @@ async def _latency(base_url: str, n: int) -> tuple[float, float]:
         url = f"{base_url}/completions"
         for i in range(20):  # warm both paths (connections, model discovery)
             await _via_bare(client, url, _bare_body(i))
-            await _via_client(be, i)
+            await _via_client(be, _request(i))
         bare, ours = [], []
         for i in range(n):
-            body = _bare_body(i)  # the bare path gets its prompt pre-rendered, outside the timer
+            # both inputs are built outside the timer; the bare one is even pre-rendered
+            body, request = _bare_body(i), _request(i)
             t0 = time.perf_counter()
             await _via_bare(client, url, body)
             t1 = time.perf_counter()
-            await _via_client(be, i)
+            await _via_client(be, request)
             t2 = time.perf_counter()
             bare.append(t1 - t0)
             ours.append(t2 - t1)
@@ -257,9 +266,12 @@ async def _concurrent(base_url: str, sessions: int, rounds: int, ours: bool) -> 
     async with httpx2.AsyncClient(limits=limits, timeout=60) as client, VLLMServer(base_url) as be:
         url = f"{base_url}/completions"
         bodies = [_bare_body(i) for i in range(sessions)]
+        requests = [_request(i) for i in range(sessions)]
 
         async def one(i: int) -> str:
-            return await (_via_client(be, i) if ours else _via_bare(client, url, bodies[i]))
+            return await (
+                _via_client(be, requests[i]) if ours else _via_bare(client, url, bodies[i])
+            )
 
         await asyncio.gather(*(one(i) for i in range(sessions)))  # warm-up: open the pool
         cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -269,6 +281,71 @@ async def _concurrent(base_url: str, sessions: int, rounds: int, ours: bool) -> 
         cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
     total = sessions * rounds
     return cpu / total, total / wall
+
+
+# -- the same streams over an in-memory transport: no sockets, no connection pool -----------
+
+
+def _vllm_events() -> list[bytes]:
+    """The SSE events vLLM streams for ``ANSWER``: one per token, finish, usage, ``[DONE]``."""
+    head = {"id": "cmpl-0", "object": "text_completion", "created": 0, "model": MODEL}
+    choice = {"index": 0, "logprobs": None, "finish_reason": None, "stop_reason": None}
+    tokens = re.findall(r"\s*\S+", ANSWER.removesuffix("<|eot_id|>"))
+    chunks: list[dict[str, Any]] = [{**head, "choices": [{**choice, "text": t}]} for t in tokens]
+    chunks.append({**head, "choices": [{**choice, "text": "", "finish_reason": "stop"}]})
+    done = len(tokens) + 1  # and the stop token, left out of the text
+    usage = {"prompt_tokens": 44, "total_tokens": 44 + done, "completion_tokens": done}
+    chunks.append({**head, "choices": [], "usage": usage})
+    events = [f"data: {json.dumps(c, separators=(',', ':'))}\n\n".encode() for c in chunks]
+    return [*events, b"data: [DONE]\n\n"]
+
+
+class _EventBody(httpx2.AsyncByteStream):
+    """A streamed body that lets other streams run between its events, as a socket would."""
+
+    def __init__(self, events: list[bytes]) -> None:
+        self.events = events
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for event in self.events:
+            await asyncio.sleep(0)
+            yield event
+
+
+def _memory_transport() -> httpx2.MockTransport:
+    events = _vllm_events()
+    models = {"object": "list", "data": [{"id": MODEL, "max_model_len": 131072}]}
+    headers = {"content-type": "text/event-stream; charset=utf-8"}
+
+    def handle(request: httpx2.Request) -> httpx2.Response:
+        if request.url.path.endswith("/models"):
+            return httpx2.Response(200, json=models)
+        return httpx2.Response(200, headers=headers, stream=_EventBody(events))
+
+    return httpx2.MockTransport(handle)
+
+
+async def _in_memory(sessions: int, rounds: int, ours: bool) -> float:
+    """CPU seconds per request for ``sessions`` concurrent streams over the memory transport."""
+    transport, url = _memory_transport(), "http://vllm.memory/v1"
+    async with (
+        httpx2.AsyncClient(transport=transport) as client,
+        VLLMServer(url, transport=transport) as be,
+    ):
+        bodies = [_bare_body(i) for i in range(sessions)]
+        requests = [_request(i) for i in range(sessions)]
+
+        async def one(i: int) -> str:
+            if ours:
+                return await _via_client(be, requests[i])
+            return await _via_bare(client, f"{url}/completions", bodies[i])
+
+        await asyncio.gather(*(one(i) for i in range(sessions)))  # warm-up
+        cpu0 = time.process_time()
+        for _ in range(rounds):
+            results = await asyncio.gather(*(one(i) for i in range(sessions)))
+            assert all(r.startswith("The weather") for r in results), results[:1]
+        return (time.process_time() - cpu0) / (sessions * rounds)
 
 
 def bench_client(quick: bool) -> list[Row]:
@@ -288,6 +365,20 @@ def bench_client(quick: bool) -> list[Row]:
     )
     rows.append(("200 streams: requests/s bare httpx2", rps_bare, 1.0, "req/s"))
     rows.append(("200 streams: requests/s VLLMServer", rps_ours, rps_ours / rps_bare, "req/s"))
+    samples: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(3 if quick else 5):  # alternated, then the medians: noise is shared evenly
+        for ours in (False, True):
+            samples[ours].append(asyncio.run(_in_memory(200, 5 if quick else 10, ours)))
+    mem_bare, mem_ours = statistics.median(samples[False]), statistics.median(samples[True])
+    rows.append(("200 streams in memory: CPU/request bare", mem_bare * 1e3, 1.0, "ms CPU"))
+    rows.append(
+        (
+            "200 streams in memory: CPU/request VLLMServer",
+            mem_ours * 1e3,
+            mem_ours / mem_bare,
+            "ms CPU",
+        )
+    )
     return rows
 
 

@@ -23,6 +23,8 @@ Pure functions, no I/O. Every field was checked against vLLM's own protocol sour
   with that shape, then ``data: [DONE]``.
 - ``vllm/renderers/params.py`` and ``vllm/entrypoints/openai/engine/serving.py``: the wording of
   context-length errors (parsed by :func:`context_numbers`).
+- ``vllm/entrypoints/openai/completion/serving.py``: streams are ``text/event-stream``, each
+  event ``data: <json>\n\n``, the last one ``data: [DONE]\n\n`` (read by :class:`EventData`).
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ from agentic.types import (
     UserMessage,
     content_text,
 )
+
+MAX_EVENT_BYTES = 1024 * 1024
+"""An unfinished event may hold this much (httpx2's default bound), so a server that never ends
+an event cannot fill our memory."""
 
 STOP_TOKEN_IDS: list[int] = [EOM_ID, EOT_ID]
 """Sent on every request, so eom/eot stop generation whatever generation config vLLM loaded."""
@@ -319,3 +325,80 @@ def serve_hint(model: str, spec: ModelSpec | None, port: int | None) -> str:
         args += ["--port", str(port)]
     command = " ".join(["vllm serve", name, *args])
     return f"Start one with:\n  {command}\nor: agentic model serve {name}"
+
+
+# -- server-sent events -------------------------------------------------------------------
+
+
+class EventStreamError(Exception):
+    """The body is not a server-sent event stream we can read (turned into a typed error)."""
+
+
+def check_event_stream(content_type: str | None) -> None:
+    """Raise :class:`EventStreamError` unless the ``content-type`` is ``text/event-stream``."""
+    media = (content_type or "").partition(";")[0].strip()
+    if media.lower() != "text/event-stream":
+        raise EventStreamError(f"expected content type 'text/event-stream', got {media!r}")
+
+
+class EventData:
+    """The ``data`` of each server-sent event in a byte stream, fed chunk by chunk.
+
+    Follows the WHATWG event-stream rules: lines end in LF, CRLF or CR; a blank line ends an
+    event; its ``data`` lines are joined with LF; comments and the other fields (``event``,
+    ``id``, ``retry``) are skipped, as is an event without data; an unfinished event at the end
+    of the stream is dropped. Works on bytes, not decoded text: a read holding one whole event
+    (vLLM's usual chunk) costs one ``split`` and one slice.
+    """
+
+    __slots__ = ("_cr", "_pending")
+
+    def __init__(self) -> None:
+        self._pending = b""
+        self._cr = False  # the last chunk ended in CR: a LF starting the next one ends no line
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """The data of the events this chunk completes."""
+        if self._cr and chunk:
+            self._cr = False
+            if chunk.startswith(b"\n"):
+                chunk = chunk[1:]
+        buffer = self._pending + chunk if self._pending else chunk
+        if b"\r" in buffer:
+            self._cr = buffer.endswith(b"\r")
+            buffer = buffer.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        *blocks, self._pending = buffer.split(b"\n\n")
+        if len(self._pending) > MAX_EVENT_BYTES:
+            raise EventStreamError(f"an event is longer than {MAX_EVENT_BYTES} bytes")
+        if len(blocks) == 1:  # the usual case: one event per chunk
+            data = _event_data(blocks[0])
+            return [] if data is None else [data]
+        return [data for block in blocks if (data := _event_data(block)) is not None]
+
+
+def _event_data(block: bytes) -> bytes | None:
+    """The data of one event's lines (``None`` if it has no ``data`` field)."""
+    if block.startswith(b"data:") and b"\n" not in block:  # vLLM's shape: one data line
+        return block[6:] if block.startswith(b"data: ") else block[5:]
+    values = []
+    for line in block.split(b"\n"):
+        name, _, value = line.partition(b":")
+        if name == b"data":
+            values.append(value[1:] if value.startswith(b" ") else value)
+    return b"\n".join(values) if values else None
+
+
+_DECODER = json.JSONDecoder()
+
+
+def event_json(data: bytes) -> Any:
+    """An event's JSON, as ``json.loads`` reads it, with one pass of the C scanner when it can.
+
+    Invalid UTF-8 turns into U+FFFD, as when the stream was decoded as text.
+    """
+    text = data.decode("utf-8", "replace")
+    try:
+        value, end = _DECODER.raw_decode(text)
+    except ValueError:  # leading whitespace, or not JSON: json.loads decides
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)

@@ -88,7 +88,7 @@ class _Attempts:
 class _Call:
     """One generation request on its way: the body and what its errors need to say."""
 
-    url: str
+    url: httpx2.URL
     body: dict[str, Any]
     target: _Target
     chat: bool
@@ -193,8 +193,12 @@ class VLLMServer:
             raise ConfigError(f"base_url must start with http:// or https:// (got {base!r})")
         self.base_url = base.rstrip("/")
         root = self.base_url[:-3] if self.base_url.endswith("/v1") else self.base_url
-        self._tokenize_url = f"{root}/tokenize"
-        self._port = httpx2.URL(self.base_url).port
+        # parsed once: a URL string costs httpx2 ~50 us to parse, as much as the rest of a request
+        self._completions_url = httpx2.URL(f"{self.base_url}/completions")
+        self._chat_url = httpx2.URL(f"{self.base_url}/chat/completions")
+        self._models_url = httpx2.URL(f"{self.base_url}/models")
+        self._tokenize_url = httpx2.URL(f"{root}/tokenize")
+        self._port = self._models_url.port
         key = api_key if api_key is not None else _env("AGENTIC_VLLM_API_KEY", "VLLM_API_KEY")
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._max_retries = max_retries
@@ -257,17 +261,19 @@ class VLLMServer:
         while True:
             response = await self._open("POST", call.url, call.body, call.attempts, call)
             out = _Output()
+            # one flat loop over the body's bytes: each generator layer between the socket and
+            # the caller costs a few microseconds per delta, and a turn streams many
             try:
-                async for delta in self._deltas(response, out, call.chat):
-                    yield delta
+                wire.check_event_stream(response.headers.get("content-type"))
+                events = wire.EventData()
+                async for raw in _body(response):
+                    for data in events.feed(raw):
+                        if text := self._chunk(data, out, call.chat):
+                            yield TextDelta(text)
+            except wire.EventStreamError as exc:
+                raise errors.not_sse(self.base_url, response.status_code, exc) from exc
             except httpx2.TransportError as exc:
-                if isinstance(exc, httpx2.TimeoutException):
-                    raise errors.timed_out(self.base_url, exc) from exc
-                retry = isinstance(exc, _DROP_ERRORS) and not out.parts
-                if not retry or call.attempts.count >= self._max_retries:
-                    chars = sum(len(p) for p in out.parts)
-                    raise errors.dropped(self.base_url, exc, chars) from exc
-                await self._sleep_before_retry(call.attempts, None)
+                await self._after_break(exc, out, call.attempts)
                 continue  # nothing reached the caller yet: safe to ask again
             finally:
                 await response.aclose()
@@ -297,43 +303,43 @@ class VLLMServer:
         completion, _ = self._finish(out, call, started)
         return completion
 
-    async def _deltas(
-        self, response: httpx2.Response, out: _Output, chat: bool
-    ) -> AsyncIterator[TextDelta]:
-        """Text deltas from the SSE stream; the finish reason and usage go into ``out``."""
-        try:
-            async for event in httpx2.EventSource(response):
-                data = event.data
-                if data == "[DONE]":
-                    continue  # read on to the end of the body, so the connection is reused
-                text = self._chunk(data, out, chat)
-                if text:
-                    if out.first is None:
-                        out.first = time.monotonic()
-                    out.parts.append(text)
-                    yield TextDelta(text)
-        except httpx2.SSEError as exc:
-            raise errors.not_sse(self.base_url, response.status_code, exc) from exc
+    async def _after_break(
+        self, exc: httpx2.TransportError, out: _Output, attempts: _Attempts
+    ) -> None:
+        """A stream broke: wait to retry if no text was streamed yet, else raise the error."""
+        if isinstance(exc, httpx2.TimeoutException):
+            raise errors.timed_out(self.base_url, exc) from exc
+        retry = isinstance(exc, _DROP_ERRORS) and not out.parts
+        if not retry or attempts.count >= self._max_retries:
+            chars = sum(len(p) for p in out.parts)
+            raise errors.dropped(self.base_url, exc, chars) from exc
+        await self._sleep_before_retry(attempts, None)
 
-    def _chunk(self, data: str, out: _Output, chat: bool) -> str | None:
-        """Read one streamed JSON chunk into ``out``; returns its text."""
+    def _chunk(self, data: bytes, out: _Output, chat: bool) -> str | None:
+        """Read one event's JSON chunk into ``out``; returns its text, also kept in ``out``."""
+        if data == b"[DONE]":
+            return None  # the caller reads on to the end of the body: the connection is reused
         try:
-            chunk = json.loads(data)
+            chunk = wire.event_json(data)
             if chunk.get("usage"):
                 out.usage = chunk["usage"]
             choices = chunk.get("choices")
             if not choices:
                 if "error" in chunk:
-                    raise errors.in_stream(data)
+                    raise errors.in_stream(data.decode("utf-8", "replace"))
                 return None
             choice = choices[0]
             if choice.get("finish_reason") is not None:
                 out.finish = choice["finish_reason"]
                 out.stop = choice.get("stop_reason")
             text: str | None = choice["delta"].get("content") if chat else choice.get("text")
-            return text
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise errors.malformed(self.base_url, data, exc) from exc
+            raise errors.malformed(self.base_url, data.decode("utf-8", "replace"), exc) from exc
+        if text:
+            if out.first is None:
+                out.first = time.monotonic()
+            out.parts.append(text)
+        return text
 
     def _finish(self, out: _Output, call: _Call, started: float) -> tuple[Completion, str]:
         """The final :class:`Completion`, and the stop-token text vLLM left out of the output."""
@@ -376,7 +382,7 @@ class VLLMServer:
                 response_format=request.response_format,
                 stream=stream,
             )
-            return _Call(f"{self.base_url}/chat/completions", body, target, True, attempts)
+            return _Call(self._chat_url, body, target, True, attempts)
         prompt = self._prompt_of(request, target)
         max_tokens = request.sampling.max_tokens
         if max_tokens is None:
@@ -389,7 +395,7 @@ class VLLMServer:
             response_format=request.response_format,
             stream=stream,
         )
-        return _Call(f"{self.base_url}/completions", body, target, False, attempts)
+        return _Call(self._completions_url, body, target, False, attempts)
 
     def _prompt_of(self, request: InferenceRequest, target: _Target) -> str:
         """``request.prompt`` verbatim, or the rendered conversation."""
@@ -466,7 +472,7 @@ class VLLMServer:
 
     async def _fetch_models(self, model: str) -> list[ServedModel]:
         try:
-            payload = await self._json(f"{self.base_url}/models", None, _Attempts(model))
+            payload = await self._json(self._models_url, None, _Attempts(model))
         except BackendResponseError as exc:
             if exc.status_code == 404:  # not vLLM, or an old proxy: no model list to use
                 return []
@@ -494,7 +500,7 @@ class VLLMServer:
 
     async def _json(
         self,
-        url: str,
+        url: httpx2.URL,
         body: dict[str, Any] | None,
         attempts: _Attempts,
         call: _Call | None = None,
@@ -518,7 +524,7 @@ class VLLMServer:
     async def _open(
         self,
         method: str,
-        url: str,
+        url: httpx2.URL,
         body: dict[str, Any] | None,
         attempts: _Attempts,
         call: _Call | None = None,
@@ -608,6 +614,13 @@ class VLLMServer:
         if isinstance(exc, _DROP_ERRORS):
             return errors.no_answer(self.base_url, exc)
         return errors.unreachable(self.base_url, exc, model, _lookup(model), self._port)
+
+
+def _body(response: httpx2.Response) -> AsyncIterator[bytes]:
+    """The body's bytes, skipping httpx2's decoding layer when nothing is encoded (vLLM)."""
+    if response.is_stream_consumed or "content-encoding" in response.headers:
+        return response.aiter_bytes()  # a body read already (a mock), or compressed (a proxy)
+    return response.aiter_raw()
 
 
 def _check_images(request: InferenceRequest, spec: ModelSpec | None) -> None:

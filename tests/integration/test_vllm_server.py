@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import email.utils
+import gzip
 import json
 import re
 import socket
@@ -15,6 +16,8 @@ from typing import Any
 import httpx2
 import pytest
 from helpers import collect
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from agentic.errors import (
     BackendResponseError,
@@ -957,6 +960,161 @@ async def test_body_fails_after_headers_without_streaming(
     async with mock_backend(generate) as backend:
         with pytest.raises(error):
             await backend.complete(ask())
+
+
+class _Pieces(httpx2.AsyncByteStream):
+    """A body sent in the given pieces, as a network cuts it."""
+
+    def __init__(self, body: bytes, size: int) -> None:
+        self.pieces = [body[i : i + size] for i in range(0, len(body), size)]
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for piece in self.pieces:
+            yield piece
+
+
+def completion_events(*texts: str, newline: str = "\n") -> str:
+    """vLLM's completion chunks for ``texts``, then the finishing and usage chunks."""
+    chunks: list[dict[str, Any]] = [
+        {"choices": [{"text": t, "finish_reason": None}]} for t in texts
+    ]
+    chunks.append({"choices": [{"text": "", "finish_reason": "stop", "stop_reason": None}]})
+    chunks.append({"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 3}})
+    events = [f"data: {json.dumps(c, ensure_ascii=False)}" for c in chunks] + ["data: [DONE]"]
+    return "".join(e + newline * 2 for e in events)
+
+
+async def test_stream_survives_any_chunking_line_ends_and_extra_fields() -> None:
+    # CRLF line ends, a keep-alive comment, event/id fields, one JSON split over two data
+    # lines, and 5-byte pieces that cut lines, CRLFs and the two bytes of "é" apart
+    events = completion_events("Hé", "llo", newline="\r\n")
+    first, rest = events.split("\r\n\r\n", 1)
+    split_json = first.replace('"choices": ', '"choices":\r\ndata: ', 1)
+    body = f": ping\r\n\r\nevent: message\r\nid: 7\r\n{split_json}\r\n\r\n{rest}"
+    headers = {"content-type": "text/event-stream; charset=utf-8"}
+
+    def generate(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers=headers, stream=_Pieces(body.encode(), 5))
+
+    async with mock_backend(generate) as backend:
+        deltas, final = await collect(backend, ask())
+    assert deltas == ["Hé", "llo", "<|eot_id|>"]
+    assert final.text == "Héllo<|eot_id|>"
+    assert (final.usage.prompt_tokens, final.usage.completion_tokens) == (9, 3)
+
+
+async def test_compressed_stream_is_decompressed() -> None:
+    # a proxy may gzip the event stream: the body is read through httpx2's decoders then
+    headers = {"content-type": "text/event-stream", "content-encoding": "gzip"}
+    body = gzip.compress(completion_events("Hi", " there").encode())
+
+    def generate(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(200, headers=headers, stream=_Pieces(body, 16))
+
+    async with mock_backend(generate) as backend:
+        deltas, final = await collect(backend, ask())
+    assert deltas == ["Hi", " there", "<|eot_id|>"]
+    assert final.stop_reason is StopReason.end_of_turn
+
+
+async def test_endless_event_is_refused_not_buffered() -> None:
+    body = b"data: " + b"x" * (wire.MAX_EVENT_BYTES + 10)  # never ends its line
+
+    def generate(request: httpx2.Request) -> httpx2.Response:
+        headers = {"content-type": "text/event-stream"}
+        return httpx2.Response(200, headers=headers, stream=_Pieces(body, 65536))
+
+    async with mock_backend(generate) as backend:
+        with pytest.raises(BackendResponseError, match=r"server-sent event.*longer than"):
+            await collect(backend, ask())
+
+
+async def test_cr_line_ends_and_a_last_lone_cr() -> None:
+    # the CR ending the body could start a CRLF; the event it ends is read without waiting
+    body = (
+        'data: {"choices": [{"text": "Hi", "finish_reason": null}]}\r\r'
+        'data: {"choices": [{"text": "!", "finish_reason": "length"}]}\r\r'
+    )
+
+    def generate(request: httpx2.Request) -> httpx2.Response:
+        headers = {"content-type": "text/event-stream"}
+        return httpx2.Response(200, headers=headers, stream=_Pieces(body.encode(), 61))
+
+    async with mock_backend(generate) as backend:
+        deltas, final = await collect(backend, ask())
+    assert deltas == ["Hi", "!"]
+    assert (final.text, final.stop_reason) == ("Hi!", StopReason.out_of_tokens)
+
+
+_SSE_TEXT = st.text(st.characters(blacklist_characters="\r\n", blacklist_categories=["Cs"]))
+_SSE_LINE = st.one_of(
+    _SSE_TEXT.map(lambda v: f"data:{v}"),
+    _SSE_TEXT.map(lambda v: f"data: {v}"),
+    st.just("data"),
+    _SSE_TEXT.map(lambda v: f":{v}"),
+    _SSE_TEXT.map(lambda v: f"event: {v}"),
+    st.just("id: 3"),
+    st.just("retry: 10"),
+)
+_SSE_EVENT = st.lists(_SSE_LINE, min_size=1, max_size=4).filter(
+    lambda lines: any(line.startswith("data") for line in lines)  # httpx2 sends data-less too
+)
+
+
+@given(
+    events=st.lists(_SSE_EVENT, max_size=6),
+    newline=st.sampled_from(["\n", "\r\n", "\r"]),
+    comment_blocks=st.booleans(),
+    cuts=st.one_of(  # where the network cuts the body: anywhere, or into small pieces
+        st.lists(st.integers(min_value=0, max_value=400), max_size=8),
+        st.integers(min_value=1, max_value=5).map(lambda k: list(range(k, 400, k))),
+    ),
+    tail=st.sampled_from(["", "data: unfinished", "data: unfinished\n"]),
+    empties=st.booleans(),
+)
+@example(  # a CRLF cut between its CR and LF, with an empty read in between
+    events=[["data: a", "data: b"]],
+    newline="\r\n",
+    comment_blocks=False,
+    cuts=[8],
+    tail="",
+    empties=True,
+)
+def test_event_data_matches_httpx2_event_source(
+    events: list[list[str]],
+    newline: str,
+    comment_blocks: bool,
+    cuts: list[int],
+    tail: str,
+    empties: bool,
+) -> None:
+    blocks = [newline.join(lines) + newline * 2 for lines in events]
+    if comment_blocks:
+        blocks = [f": keep-alive{newline}{newline}{b}" for b in blocks]
+    body = ("".join(blocks) + tail).encode()
+    oracle = httpx2.Response(
+        200,
+        content=body,
+        headers={"content-type": "text/event-stream"},
+        request=httpx2.Request("GET", "http://vllm.test/"),
+    )
+    expected = [event.data for event in httpx2.EventSource(oracle)]
+    parser = wire.EventData()
+    got: list[bytes] = []
+    for start, end in zip([0, *sorted(cuts)], [*sorted(cuts), len(body)], strict=True):
+        got += parser.feed(body[start:end])
+        if empties:  # an empty read between two pieces changes nothing
+            got += parser.feed(b"")
+    assert [data.decode() for data in got] == expected
+
+
+def test_event_json_reads_what_json_loads_reads() -> None:
+    assert wire.event_json(b'{"a": [1, "\xc3\xa9"]}') == {"a": [1, "é"]}
+    assert wire.event_json(b' {"a": 1} \n') == {"a": 1}  # whitespace around: json.loads' call
+    assert wire.event_json(b'"a\xffb"') == "a\ufffdb"  # bad UTF-8 reads as U+FFFD, as before
+    for bad in (b'{"a": 1} x', b"{", b""):
+        with pytest.raises(json.JSONDecodeError):
+            wire.event_json(bad)
 
 
 # -- wire details --------------------------------------------------------------------------
