@@ -41,7 +41,9 @@ test: setup
 	$(BIN)/pytest -q -p no:cacheprovider --cov=agentic --cov-branch --cov-report=term --cov-fail-under=90
 
 bench: setup
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/llama_format.py
+	$(BIN)/python bench/turn_overhead.py
 
 demo: setup
 	$(BIN)/python examples/quickstart.py
