@@ -10,7 +10,8 @@ turn: inference (tool call) -> tool -> inference (tool call) -> tool -> inferenc
 (b) CPU time per turn (client process) and turns/s for 200 concurrent sessions x 5 turns at
     50 ms model latency, against the ideal 200 / (3 x 50 ms) turns/s.
 
-Rows: ours with persistence none and with SQLite written after every step (durability sync);
+Rows: ours with in-memory checkpoints (the lightest persistence a session has; there is no
+"none" backend) and with SQLite written after every step (durability sync);
 the peer (``langchain.agents.create_agent`` + ``ChatOpenAI``, the ``bench`` extra) without a
 checkpointer and with ``AsyncSqliteSaver`` (durability sync); and the bare wire loops.
 
@@ -55,6 +56,10 @@ STEPS = 5
 INFERENCES = 3
 TOOL_CALLS_PER_TURN = 2
 TARGET_MS = {"none": 1.0, "sqlite": 2.0}
+SESSIONS, TURNS, LATENCY = 200, 5, 0.05
+"""(b): concurrent sessions, turns per session, model latency in seconds."""
+LOAD = os.getloadavg()
+"""The 1-minute load average at start: other work on the machine makes every number noisier."""
 
 Ask = Callable[[str], Awaitable[str]]
 """One turn of a session: the user's text in, the final answer's text out."""
@@ -350,11 +355,13 @@ async def _measure_steps(
             raise RuntimeError(f"{row.row}: expected {INFERENCES} model calls, saw {len(calls)}")
         async with _bare(server.base_url, calls) as bare:
             await _timed(bare.new_session, 10)  # warm-up
-            # wire, turns, wire again: drift hits both alike, and whatever a turn leaves
-            # running in the background never lands in a wire sample
-            wires = await _timed(bare.new_session, rounds // 2)
-            turns = await _timed(runner.new_session, rounds)
-            wires += await _timed(bare.new_session, rounds - rounds // 2)
+            # alternating blocks of 10: drift and other load on the machine hit both alike,
+            # and what a turn leaves running in the background rarely lands in a wire sample
+            wires: list[float] = []
+            turns: list[float] = []
+            for _ in range(max(rounds // 10, 1)):
+                wires += await _timed(bare.new_session, 10)
+                turns += await _timed(runner.new_session, 10)
     server.bodies()  # drop what this row left on the server
     row.turn_ms = statistics.median(turns) * 1e3
     row.wire_ms = statistics.median(wires) * 1e3
@@ -405,7 +412,8 @@ def _judge(rows: list[Row]) -> None:
 
 
 def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
+    """``value`` formatted, or a dash as wide as the spec's field."""
+    return format(value, spec) if value is not None else "-".rjust(int(spec.split(".")[0]))
 
 
 def _print(rows: list[Row], sessions: int, turns: int, latency: float) -> None:
@@ -416,7 +424,8 @@ def _print(rows: list[Row], sessions: int, turns: int, latency: float) -> None:
     )
     print(f"(a) framework ms/step = (turn - wire) / {STEPS}, zero model latency, medians")
     print(f"(b) {sessions} sessions x {turns} turns at {latency * 1e3:g} ms latency")
-    print(f"    ideal {ideal:.0f} turns/s; CPU = client process, srv CPU = server process\n")
+    print(f"    ideal {ideal:.0f} turns/s; CPU = client process, srv CPU = server process")
+    print(f"    load average before/after: {LOAD[0]:.2f} / {os.getloadavg()[0]:.2f}\n")
     print(head)
     print("-" * len(head))
     for r in rows:
@@ -426,7 +435,7 @@ def _print(rows: list[Row], sessions: int, turns: int, latency: float) -> None:
             f"{r.row:44} {_fmt(r.ms_per_step, '8.3f')} {_fmt(r.turn_ms, '8.2f')} "
             f"{_fmt(r.wire_ms, '8.2f')} {_fmt(r.turns_per_s, '8.1f')} "
             f"{_fmt(r.cpu_ms_per_turn, '11.2f')} {_fmt(r.server_cpu_ms_per_turn, '8.2f')} "
-            f"{_fmt(pct, '7.1f')}%  {marks}"
+            f"{_fmt(pct, '7.1f')}{' ' if pct is None else '%'}  {marks}".rstrip()
         )
 
 
@@ -474,7 +483,7 @@ def _bare_rows(calls: dict[str, list[tuple[str, Any]]], rows: list[Row]) -> list
 def run(quick: bool, which: set[str]) -> list[Row]:
     """Every row of (a) against a zero-latency server, then (b) against a 50 ms one."""
     rounds = 60 if quick else 400
-    sessions, turns, latency = 200, 5, 0.05
+    sessions, turns, latency = SESSIONS, TURNS, LATENCY
     selected = _select(which)
     rows = [row for row, _ in selected]
     calls: dict[str, list[tuple[str, Any]]] = {}
@@ -508,11 +517,12 @@ def _write(rows: list[Row], quick: bool) -> Path:
     meta = {
         "quick": quick,
         "steps_per_turn": STEPS,
-        "sessions": 200,
-        "turns_per_session": 5,
-        "latency_s": 0.05,
-        "ideal_turns_per_s": 200 / (INFERENCES * 0.05),
+        "sessions": SESSIONS,
+        "turns_per_session": TURNS,
+        "latency_s": LATENCY,
+        "ideal_turns_per_s": SESSIONS / (INFERENCES * LATENCY),
         "cpus": os.cpu_count(),
+        "load_average_start_end": [LOAD[0], os.getloadavg()[0]],
         "python": sys.version.split()[0],
         "versions": _versions(),
     }
