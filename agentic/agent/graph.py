@@ -36,7 +36,10 @@ NODES = (
 
 
 class _Routes:
-    """The conditional edges: where a turn goes after each node."""
+    """The conditional edges: where a turn goes after each node.
+
+    Async on purpose: LangGraph runs sync routing functions in a thread pool, a thread hop
+    per step."""
 
     def __init__(self, core: AgentCore) -> None:
         self.core = core
@@ -44,17 +47,17 @@ class _Routes:
     def _needs_memory(self, state: TurnState) -> bool:
         return bool(self.core.retrievers) or bool(state["turn"].documents)
 
-    def start(self, state: TurnState) -> str:
+    async def start(self, state: TurnState) -> str:
         if self.core.input_shields:
             return "input_shields"
         return "memory_retrieval" if self._needs_memory(state) else "inference"
 
-    def after_input_shields(self, state: TurnState) -> str:
+    async def after_input_shields(self, state: TurnState) -> str:
         if state["turn"].status is TurnStatus.completed:
             return END
         return "memory_retrieval" if self._needs_memory(state) else "inference"
 
-    def after_inference(self, state: TurnState) -> str:
+    async def after_inference(self, state: TurnState) -> str:
         if state["turn"].status is TurnStatus.completed:
             return END
         if state.get("reformat"):
@@ -67,7 +70,7 @@ class _Routes:
         return "client_tools" if pending else "output_shields"
 
     @staticmethod
-    def after_tools(state: TurnState) -> str:
+    async def after_tools(state: TurnState) -> str:
         return "client_tools" if state.get("pending") else "inference"
 
 
