@@ -442,6 +442,14 @@ class VLLMServer:
         self._targets.clear()
         return served
 
+    async def context_length(self, model: str = "") -> int | None:
+        """The context window the server gives ``model`` (``max_model_len``), if it says.
+
+        A server started with ``--max-model-len`` serves less than the model's own window;
+        agents budget their prompts with this number.
+        """
+        return (await self._target(model)).max_model_len
+
     async def count_tokens(
         self, request_or_text: InferenceRequest | str, *, model: str = ""
     ) -> int:

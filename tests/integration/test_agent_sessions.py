@@ -193,9 +193,8 @@ async def test_oldest_turns_are_dropped_to_fit_the_context(tmp_path: Path) -> No
     filler = "lorem ipsum dolor sit amet " * 60  # ~360 tokens a turn
     script = [f"Reply {i}.<|eot_id|>" for i in range(6)]
     with VLLMTestServer(script, max_model_len=2048) as server:
-        async with agent_on(
-            server, tmp_path, context_length=2048, response_token_reserve=256
-        ) as agent:
+        # no context_length in the config: the window is what the server reports
+        async with agent_on(server, tmp_path, response_token_reserve=256) as agent:
             session = await agent.create_session()
             turns = [await session.run(f"Turn {i}: {filler}") for i in range(6)]
     dropped = [s.dropped_turns for t in turns for s in t.steps if isinstance(s, InferenceStep)]
