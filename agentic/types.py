@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from agentic.errors import ConfigError
 
 __all__ = [
+    "Artifact",
     "AssistantMessage",
     "BuiltinTool",
     "Content",
@@ -412,6 +413,38 @@ class Usage(_Frozen):
     @property
     def total_tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class Artifact(_Frozen):
+    """A file a tool made (a code-interpreter figure, a file written under ``outputs/``).
+
+    Artifacts ride on the tool result and the turn for the caller; the model does not see the
+    bytes. In JSON the bytes are base64.
+    """
+
+    model_config = ConfigDict(
+        frozen=True, extra="forbid", ser_json_bytes="base64", val_json_bytes="base64"
+    )
+
+    name: str
+    """A file name (``figure_1.png``, ``outputs/summary.csv``)."""
+    mime_type: str
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        """Bytes of data."""
+        return len(self.data)
+
+    @property
+    def is_image(self) -> bool:
+        return self.mime_type.startswith("image/")
+
+    def as_image(self) -> ImageContent:
+        """The artifact as an image content part (to show it, or send it to a vision model)."""
+        if not self.is_image:
+            raise ConfigError(f"artifact {self.name!r} is {self.mime_type}, not an image")
+        return ImageContent.from_bytes(self.data, self.mime_type)
 
 
 class Document(_Frozen):

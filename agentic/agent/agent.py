@@ -132,9 +132,13 @@ class Agent:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session store, and the backend if the agent created it."""
+        """Close the session store, the tools the agent built, and its own backend."""
         await self.sessions.aclose()
         self._graph = None
+        for tool in self.core.owned_tools:
+            close = getattr(tool, "aclose", None)
+            if close is not None:
+                await close()
         if self._owns_backend:
             close = getattr(self.backend, "aclose", None)
             if close is not None:
@@ -145,6 +149,10 @@ class Agent:
             async with self._open_lock:
                 if self._graph is None:
                     await self.sessions.open()
+                    for tool in self.core.executor.tools.values():
+                        start = getattr(tool, "start", None)
+                        if start is not None:  # e.g. the code interpreter warms its workers
+                            await start()
                     self._graph = build_graph(self.core).compile(
                         checkpointer=self.sessions.checkpointer,
                         store=self.sessions.store,
@@ -194,6 +202,10 @@ class Agent:
         if session_id in self._running:
             raise SessionBusyError(session_id)
         await self.sessions.delete_session(session_id)
+        for tool in self.core.executor.tools.values():
+            close = getattr(tool, "close_session", None)
+            if close is not None:  # e.g. the session's code-interpreter worker
+                await close(session_id)
 
 
 class TurnStream:

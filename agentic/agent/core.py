@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import importlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,18 +58,47 @@ class AgentCore:
     prompts: PromptCache = field(default_factory=PromptCache)
     budget_cache: dict[str, Any] = field(default_factory=dict)
     """The context budget, found on the first inference (it may ask the server)."""
+    owned_tools: tuple[Tool, ...] = ()
+    """Tools the agent built from built-in names: the agent closes them."""
 
     @property
     def tool_names(self) -> list[str]:
         return [t.name for t in self.tool_defs]
 
 
-def _resolve(kind: str, items: Sequence[str | T], known: Mapping[str, T], cls: type) -> list[T]:
-    """Objects for a config list that mixes objects and names of objects in ``known``."""
+_BUILTIN_TOOLS: dict[str, tuple[str, str]] = {
+    "brave_search": ("agentic.tools.brave", "BraveSearch"),
+    "wolfram_alpha": ("agentic.tools.wolfram", "WolframAlpha"),
+    "code_interpreter": ("agentic.tools.code_interpreter", "CodeInterpreter"),
+}
+"""Built-in tool names a config may use without passing an object: built with defaults
+(keys from the environment), and closed by the agent that built them."""
+
+
+def builtin_tool(name: str) -> Tool:
+    """The built-in tool ``name`` with its defaults; its constructor checks keys and sandbox."""
+    module, cls = _BUILTIN_TOOLS[name]
+    made: Tool = getattr(importlib.import_module(module), cls)()
+    return made
+
+
+def _resolve(
+    kind: str,
+    items: Sequence[str | T],
+    known: Mapping[str, T],
+    cls: type,
+    default: Callable[[str], T | None] = lambda _: None,
+) -> list[T]:
+    """Objects for a config list that mixes objects and names of objects in ``known``.
+
+    A name not in ``known`` may still have a ``default`` (the built-in tools).
+    """
     out: list[T] = []
     for item in items:
         if isinstance(item, str):
-            if item not in known:
+            if item not in known and (made := default(item)) is not None:
+                out.append(made)
+            elif item not in known:
                 have = ", ".join(sorted(known)) or "none were passed"
                 raise ConfigError(
                     f"unknown {kind} {item!r} in the agent config; pass it to Agent({kind}s=[...]) "
@@ -153,8 +183,20 @@ def build_core(
 ) -> AgentCore:
     """Validate ``config`` with the given objects; every mistake is a clear error here."""
     spec = resolve_model(config.model)
+    owned: list[Tool] = []
+
+    def default_tool(name: str) -> Tool | None:
+        if name not in _BUILTIN_TOOLS:
+            return None
+        owned.append(builtin_tool(name))
+        return owned[-1]
+
     server_tools = _resolve(
-        "tool", config.tools, _by_name("tool", tools, lambda t: t.definition.name), Tool
+        "tool",
+        config.tools,
+        _by_name("tool", tools, lambda t: t.definition.name),
+        Tool,
+        default_tool,
     )
     defs = [t.definition for t in server_tools] + list(config.client_tools)
     _check_duplicates([d.name for d in defs])
@@ -180,4 +222,5 @@ def build_core(
         system=SystemMessage(content=config.instructions),
         deps=deps,
         token_counter=_token_counter(backend, config.model),
+        owned_tools=tuple(owned),
     )

@@ -298,7 +298,11 @@ async def tool_execution(state: TurnState, runtime: Rt) -> TurnState:
 
         def context(call: ToolCall) -> ToolContext[Any]:
             return ToolContext(
-                deps=core.deps, session_id=ctx.session_id, turn_id=turn.turn_id, call=call
+                deps=core.deps,
+                session_id=ctx.session_id,
+                turn_id=turn.turn_id,
+                call=call,
+                documents=tuple(turn.documents),
             )
 
         responses = await core.executor.run(server, context)

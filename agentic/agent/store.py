@@ -54,6 +54,7 @@ def _state_types() -> list[tuple[str, str]]:
             "Usage",
             "Document",
             "StopReason",
+            "Artifact",
         ],
         agent_types: [
             "Turn",

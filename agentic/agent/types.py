@@ -17,7 +17,15 @@ from agentic.errors import ConfigError
 from agentic.memory.base import RetrievedChunk
 from agentic.shields.base import Violation
 from agentic.tools.base import ToolResponse
-from agentic.types import AssistantMessage, Document, Message, ToolCall, Usage, content_text
+from agentic.types import (
+    Artifact,
+    AssistantMessage,
+    Document,
+    Message,
+    ToolCall,
+    Usage,
+    content_text,
+)
 
 __all__ = [
     "Event",
@@ -161,6 +169,17 @@ class Turn(_Frozen):
         if self.completed_at is None:
             return None
         return (self.completed_at - self.started_at).total_seconds()
+
+    @property
+    def artifacts(self) -> list[Artifact]:
+        """Every file the turn's tools handed back (code-interpreter figures), in order."""
+        return [
+            artifact
+            for step in self.steps
+            if isinstance(step, ToolExecutionStep)
+            for response in step.tool_responses
+            for artifact in response.artifacts
+        ]
 
     def step(self, step_id: str) -> Step:
         """The step with that id."""

@@ -22,8 +22,10 @@ from agentic.tools.base import (
     Tool,
     ToolContext,
     ToolErrorKind,
+    ToolLifecycle,
     ToolOutput,
     ToolResponse,
+    ToolResult,
     ToolRetry,
 )
 from agentic.tools.executor import ToolExecutor, unparsable_response
@@ -37,8 +39,10 @@ __all__ = [
     "ToolError",
     "ToolErrorKind",
     "ToolExecutor",
+    "ToolLifecycle",
     "ToolOutput",
     "ToolResponse",
+    "ToolResult",
     "ToolRetry",
     "tool",
     "unparsable_response",

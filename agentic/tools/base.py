@@ -18,8 +18,10 @@ from pydantic_core import to_jsonable_python
 from agentic.errors import ConfigError
 from agentic.llama.tokens import escape_special_tokens
 from agentic.types import (
+    Artifact,
     Content,
     ContentPart,
+    Document,
     ImageContent,
     TextContent,
     ToolCall,
@@ -31,8 +33,10 @@ __all__ = [
     "Tool",
     "ToolContext",
     "ToolErrorKind",
+    "ToolLifecycle",
     "ToolOutput",
     "ToolResponse",
+    "ToolResult",
     "ToolRetry",
 ]
 
@@ -55,6 +59,20 @@ class ToolContext(Generic[DepsT]):
     turn_id: str
     call: ToolCall
     """The call being executed."""
+    documents: tuple[Document, ...] = ()
+    """The documents attached to the turn (the code interpreter can load them as files)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ToolResult:
+    """What a tool returns when it has files to hand back besides its output.
+
+    ``content`` goes to the model like any other output; ``artifacts`` ride on the
+    :class:`ToolResponse` and the turn for the caller, never into the prompt.
+    """
+
+    content: ToolOutput
+    artifacts: tuple[Artifact, ...] = ()
 
 
 class ToolRetry(Exception):
@@ -92,6 +110,23 @@ class Tool(Protocol):
         ...
 
 
+@runtime_checkable
+class ToolLifecycle(Protocol):
+    """Optional hooks for tools that hold resources (sandbox workers, connections).
+
+    The agent calls ``close_session`` when a session is deleted, and ``aclose`` when it closes
+    a tool it created from a built-in name. A tool you construct yourself is yours to close.
+    """
+
+    async def close_session(self, session_id: str) -> None:
+        """Release what the tool keeps for one session."""
+        ...
+
+    async def aclose(self) -> None:
+        """Release everything."""
+        ...
+
+
 class ToolErrorKind(StrEnum):
     """Why a tool call produced an error result instead of the tool's output."""
 
@@ -123,7 +158,7 @@ class ToolResponse(BaseModel):
     truncated: bool = False
     started_at: AwareDatetime = Field(default_factory=utcnow)
     completed_at: AwareDatetime = Field(default_factory=utcnow)
-    artifacts: list[ImageContent] = Field(default_factory=list)
+    artifacts: list[Artifact] = Field(default_factory=list)
     """Files the tool made that are not part of ``content`` (code-interpreter figures)."""
 
     @property
@@ -150,9 +185,14 @@ class ToolResponse(BaseModel):
         The output becomes content (see :func:`to_content`), every text in it has its special
         tokens escaped, and the text is cut to ``max_output_chars`` with a visible marker.
         """
+        artifacts: list[Artifact] = []
+        if isinstance(output, ToolResult):
+            artifacts = list(output.artifacts)
+            output = output.content
         content, truncated = _fit(to_content(output), max_output_chars)
         completed = utcnow()
         return cls(
+            artifacts=artifacts,
             call_id=call.call_id,
             tool_name=call.tool_name,
             content=content,

@@ -12,11 +12,13 @@ from pydantic import ValidationError
 
 import agentic.tools
 from agentic import errors
-from agentic.tools import ToolContext, ToolErrorKind, ToolResponse, ToolRetry, tool
-from agentic.types import ImageContent, TextContent, ToolCall, ToolMessage
+from agentic.errors import ConfigError
+from agentic.tools import ToolContext, ToolErrorKind, ToolResponse, ToolResult, ToolRetry, tool
+from agentic.types import Artifact, ImageContent, TextContent, ToolCall, ToolMessage
 
 T0 = datetime(2025, 1, 1, 12, 0, tzinfo=UTC)
-PNG = ImageContent.from_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 8)
+PNG_BYTES = b"\x89PNG\r\n\x1a\n" + b"\0" * 8
+PNG = ImageContent.from_bytes(PNG_BYTES)
 
 
 def test_to_message_carries_what_the_model_sees() -> None:
@@ -42,7 +44,7 @@ def test_responses_round_trip_and_validate_from_dicts() -> None:
         error=ToolErrorKind.timeout,
         started_at=T0,
         completed_at=T0,
-        artifacts=[PNG],
+        artifacts=[Artifact(name="figure_1.png", mime_type="image/png", data=PNG_BYTES)],
     )
     assert ToolResponse.model_validate_json(r.model_dump_json()) == r
     # a client-side tool result: just the id, name and content
@@ -123,3 +125,15 @@ def test_from_output_builds_what_the_model_sees_for_any_result() -> None:
     r = ToolResponse.from_output(call, "late", error=ToolErrorKind.rejected, started_at=T0)
     assert (r.content, r.error, r.started_at) == ("late", ToolErrorKind.rejected, T0)
     assert r.duration > 0
+
+
+def test_a_tool_result_carries_artifacts_beside_the_output() -> None:
+    fig = Artifact(name="figure_1.png", mime_type="image/png", data=PNG_BYTES)
+    call = ToolCall(call_id="c1", tool_name="code_interpreter")
+    r = ToolResponse.from_output(call, ToolResult("completed <|eot_id|>", artifacts=(fig,)))
+    assert r.content == "completed <\\|eot_id|>"
+    assert r.artifacts == [fig]
+    assert r.artifacts[0].as_image() == PNG
+    assert ToolResponse.model_validate_json(r.model_dump_json()).artifacts == [fig]
+    with pytest.raises(ConfigError, match="not an image"):
+        Artifact(name="a.csv", mime_type="text/csv", data=b"a,b").as_image()
