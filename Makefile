@@ -6,12 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup system lint format typecheck test bench demo check clean
 
-# Services the integration tests run for real (PostgreSQL for the shared session store).
+# System parts the tests run for real: PostgreSQL (the shared session store), bubblewrap and the
+# Debian python3 with numpy/pandas/matplotlib/seccomp that the code-interpreter sandbox runs.
 # Installed when this is a Debian machine and we are root; elsewhere install them yourself.
-SYSTEM_PACKAGES := postgresql
+SYSTEM_PACKAGES := postgresql bubblewrap python3-seccomp python3-numpy python3-pandas python3-matplotlib
 
 system:
-	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] && ! dpkg -s $(SYSTEM_PACKAGES) >/dev/null 2>&1; then \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	fi
 
