@@ -11,7 +11,8 @@ AgenticError
 │   ├── SessionBusyError           a turn is already running on that session
 │   └── SessionStateError          the session cannot do that now (e.g. awaiting tool results)
 ├── ToolError                      a tool could not run as called (the executor tells the model)
-│   └── ToolArgumentsError         the call's arguments do not fit the tool's parameters
+│   ├── ToolArgumentsError         the call's arguments do not fit the tool's parameters
+│   └── SearchError                a search / knowledge API (Brave, Wolfram|Alpha) failed
 └── InferenceError                 talking to a model backend failed
     ├── BackendUnavailableError    server unreachable / connection refused (says how to start one)
     ├── BackendTimeoutError        no answer in time
@@ -38,6 +39,7 @@ __all__ = [
     "MissingDependencyError",
     "ModelNotFoundError",
     "RateLimitedError",
+    "SearchError",
     "SessionBusyError",
     "SessionNotFoundError",
     "SessionStateError",
@@ -122,6 +124,18 @@ class ToolArgumentsError(ToolError):
         self.tool_name = tool_name
         self.details = details
         super().__init__(f"invalid arguments for tool {tool_name!r}: {details}")
+
+
+class SearchError(ToolError):
+    """A web-search or knowledge API call failed; the message is written for the model to read.
+
+    ``status_code`` is the HTTP status when the service answered, None when it did not (or
+    when the client library hid it).
+    """
+
+    def __init__(self, message: str, *, status_code: int | None = None) -> None:
+        self.status_code = status_code
+        super().__init__(message)
 
 
 class InferenceError(AgenticError):
