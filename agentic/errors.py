@@ -13,6 +13,11 @@ AgenticError
 ├── ToolError                      a tool could not run as called (the executor tells the model)
 │   ├── ToolArgumentsError         the call's arguments do not fit the tool's parameters
 │   └── SearchError                a search / knowledge API (Brave, Wolfram|Alpha) failed
+├── MemoryBankError                a memory bank could not do what was asked
+│   ├── DocumentError              input that cannot be ingested: unsupported, empty, too large
+│   ├── DocumentNotFoundError      no document with that id in the bank
+│   ├── EmbeddingMismatchError     the bank was built with another embedding model or dimension
+│   └── MemoryStoreUnavailableError  the Chroma server cannot be reached (says how to start one)
 └── InferenceError                 talking to a model backend failed
     ├── BackendUnavailableError    server unreachable / connection refused (says how to start one)
     ├── BackendTimeoutError        no answer in time
@@ -35,7 +40,12 @@ __all__ = [
     "BackendUnavailableError",
     "ConfigError",
     "ContextLengthError",
+    "DocumentError",
+    "DocumentNotFoundError",
+    "EmbeddingMismatchError",
     "InferenceError",
+    "MemoryBankError",
+    "MemoryStoreUnavailableError",
     "MissingDependencyError",
     "ModelNotFoundError",
     "RateLimitedError",
@@ -136,6 +146,41 @@ class SearchError(ToolError):
     def __init__(self, message: str, *, status_code: int | None = None) -> None:
         self.status_code = status_code
         super().__init__(message)
+
+
+class MemoryBankError(AgenticError):
+    """A memory bank could not ingest, list, delete or query as asked."""
+
+
+class DocumentError(MemoryBankError):
+    """A document that cannot be ingested: unsupported type, no text, too large, unreadable.
+
+    ``source`` names the file, URL or document id the message is about.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None) -> None:
+        self.source = source
+        super().__init__(message)
+
+
+class DocumentNotFoundError(MemoryBankError):
+    """No document with that id in the bank (list them with ``bank.list_documents()``)."""
+
+    def __init__(self, bank_id: str, document_id: str) -> None:
+        self.bank_id = bank_id
+        self.document_id = document_id
+        super().__init__(
+            f"memory bank {bank_id!r} has no document {document_id!r}; "
+            "list them with bank.list_documents()"
+        )
+
+
+class EmbeddingMismatchError(MemoryBankError):
+    """A bank built with one embedding model was opened or queried with another."""
+
+
+class MemoryStoreUnavailableError(MemoryBankError):
+    """The Chroma server holding the banks cannot be reached."""
 
 
 class InferenceError(AgenticError):
