@@ -23,6 +23,18 @@ class Settings(BaseSettings):
     vllm_api_key: str | None = Field(
         default=None, validation_alias=AliasChoices("AGENTIC_VLLM_API_KEY", "VLLM_API_KEY")
     )
+    chroma_url: str | None = Field(
+        default=None,
+        description="A Chroma server for the memory banks (http://host:8000); "
+        "unset: embedded Chroma under <home>/memory.",
+    )
+    embedding_model: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="The sentence-transformers model of the memory banks: a model id or a path.",
+    )
+    embedding_device: str | None = Field(
+        default=None, description="Device for the embedding model (cpu, cuda...); unset: auto."
+    )
 
     def home_dir(self) -> Path:
         """The home directory, expanded and created if needed."""
