@@ -104,7 +104,8 @@ def _resolve(
                     f"unknown {kind} {item!r} in the agent config; pass it to Agent({kind}s=[...]) "
                     f"(available: {have})"
                 )
-            out.append(known[item])
+            else:
+                out.append(known[item])
         elif isinstance(item, cls):
             out.append(item)
         else:
