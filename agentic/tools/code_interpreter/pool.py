@@ -1,0 +1,412 @@
+"""Workers on the host side: one persistent sandbox per session, plus a pre-warmed pool.
+
+A session's worker keeps its variables between calls and is never shared. New sessions take a
+pooled worker that already imported numpy, pandas and matplotlib (refilled in the background),
+or start a bare one when the pool is empty. Workers stop with their session, after
+``idle_ttl`` without a call, after ``max_lifetime``, and when a cell overruns its hard deadline;
+the session's next result then says its state was reset.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections import OrderedDict, deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from agentic.errors import ToolError
+from agentic.tools.code_interpreter.config import SandboxConfig
+from agentic.tools.code_interpreter.protocol import (
+    Channel,
+    ExecReply,
+    GetReply,
+    PingReply,
+    ProtocolError,
+    WorkerGone,
+    new_request_id,
+    validate,
+)
+from agentic.tools.code_interpreter.sandbox import UIDS, LaunchPlan, kill_tree, launch_worker
+
+__all__ = ["CellRun", "WorkerHandle", "WorkerInfo", "WorkerPool"]
+
+_logger = logging.getLogger("agentic.tools.code_interpreter")
+_MAX_PENDING_RESETS: Final = 10_000
+_REFILL_BACKOFF: Final = 5.0
+_STDERR_EXCERPT: Final = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """A live worker, for monitoring: its session (None while pooled), host ids and ages."""
+
+    session_id: str | None
+    pid: int
+    """The launcher's pid, which is also the process group of the whole sandbox."""
+    uid: int | None
+    """The dedicated host uid (None when the host does not run as root)."""
+    age: float
+    idle: float
+    calls: int
+    preloaded: bool
+
+
+@dataclass(slots=True)
+class CellRun:
+    """What happened to one cell: the worker's reply, or why there is none."""
+
+    reply: ExecReply | None = None
+    started: bool = False
+    """The worker acknowledged the cell (False: it never ran, so it may run elsewhere)."""
+    lost: str = ""
+    """Why the worker is gone (hard timeout, died mid-cell); empty if it is fine."""
+    timed_out: bool = False
+    """The worker was killed at the hard deadline."""
+
+
+@dataclass(eq=False)
+class WorkerHandle:
+    """One sandboxed worker process and its channel."""
+
+    process: asyncio.subprocess.Process
+    channel: Channel
+    uid: int | None
+    preloaded: bool
+    started_at: float = field(default_factory=time.monotonic)
+    last_used: float = field(default_factory=time.monotonic)
+    calls: int = 0
+    documents: dict[str, str] = field(default_factory=dict)
+    """Documents already copied in: file name -> content digest."""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    @property
+    def alive(self) -> bool:
+        return self.process.returncode is None
+
+    def info(self, session_id: str | None) -> WorkerInfo:
+        now = time.monotonic()
+        return WorkerInfo(
+            session_id=session_id,
+            pid=self.pid,
+            uid=self.uid,
+            age=now - self.started_at,
+            idle=now - self.last_used,
+            calls=self.calls,
+            preloaded=self.preloaded,
+        )
+
+    def terminate(self) -> None:
+        """SIGKILL the sandbox's process group now (synchronous, safe under cancellation)."""
+        if self.alive:
+            kill_tree(self.pid)
+        self.channel.close()
+
+    async def stop(self) -> None:
+        """Kill the sandbox, wait for it to exit, then give its uid back."""
+        self.terminate()
+        try:
+            await self.process.wait()
+        finally:
+            UIDS.release(self.uid)
+            self.uid = None
+
+    async def run(self, code: str, limit: float, grace: float, max_output: int) -> CellRun:
+        """Run one cell; past ``limit + grace`` seconds the whole sandbox is killed."""
+        outcome = CellRun()
+        request_id = new_request_id()
+        message: dict[str, Any] = {"id": request_id, "op": "exec", "code": code}
+        message |= {"timeout": limit, "max_output": max_output}
+        self.calls += 1
+        try:
+            async with asyncio.timeout(limit + grace):
+                await self.channel.send(message)
+                await self.channel.receive(request_id)  # the acknowledgement
+                outcome.started = True
+                outcome.reply = validate(await self.channel.receive(request_id), ExecReply)
+        except TimeoutError:
+            outcome.started = outcome.timed_out = True
+            outcome.lost = (
+                f"the cell did not stop within its {limit:g} s limit, so the interpreter was killed"
+            )
+        except WorkerGone:
+            outcome.lost = await self._death_reason()
+        except ProtocolError as exc:
+            outcome.started = True
+            outcome.lost = f"the interpreter sent a malformed reply ({exc})"
+        finally:
+            self.last_used = time.monotonic()
+        return outcome
+
+    async def request(self, message: dict[str, Any], limit: float) -> GetReply:
+        """A ``put`` or ``get`` round trip (ToolError if the worker does not answer)."""
+        try:
+            async with asyncio.timeout(limit):
+                return await self.channel.request(message, GetReply)
+        except (TimeoutError, WorkerGone, ProtocolError) as exc:
+            raise ToolError(f"the interpreter stopped answering ({type(exc).__name__})") from exc
+
+    async def _death_reason(self) -> str:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.process.wait(), 2.0)
+        code = self.process.returncode
+        if code is None:
+            return "the interpreter closed its channel"
+        if code in (-9, 137):
+            return (
+                "the interpreter was killed (SIGKILL: out of memory, its CPU time budget, "
+                "or a kill from inside)"
+            )
+        return f"the interpreter exited (status {code})"
+
+    async def stderr_excerpt(self) -> str:
+        """What bubblewrap or Python printed before the worker started (launch failures)."""
+        stream = self.process.stderr
+        if stream is None:
+            return ""
+        with contextlib.suppress(TimeoutError, OSError):
+            data = await asyncio.wait_for(stream.read(_STDERR_EXCERPT), 1.0)
+            return data.decode(errors="replace").strip()
+        return ""
+
+
+class WorkerPool:
+    """Per-session workers, a warm pool, and the background tasks that keep both tidy."""
+
+    def __init__(self, config: SandboxConfig, plan: LaunchPlan) -> None:
+        self.config = config
+        self.plan = plan
+        self._sessions: OrderedDict[str, WorkerHandle] = OrderedDict()
+        self._warm: deque[WorkerHandle] = deque()
+        self._starting = 0
+        self._resets: OrderedDict[str, str] = OrderedDict()
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._warned_missing = False
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind to the running loop and start warming the pool and reaping idle workers."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop and self._tasks:
+            return
+        if self._loop is not None and self._loop is not loop:
+            self._abandon("the interpreter's event loop changed")
+        self._loop = loop
+        self._wake = asyncio.Event()
+        self._tasks = [
+            loop.create_task(self._refill(), name="code-interpreter-refill"),
+            loop.create_task(self._reap(), name="code-interpreter-reaper"),
+        ]
+
+    async def aclose(self) -> None:
+        """Stop the background tasks and every worker."""
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        if tasks and self._loop is asyncio.get_running_loop():
+            await asyncio.gather(*tasks, return_exceptions=True)
+        handles = [*self._sessions.values(), *self._warm]
+        self._sessions.clear()
+        self._warm.clear()
+        self._resets.clear()
+        await asyncio.gather(*(h.stop() for h in handles), return_exceptions=True)
+
+    def _abandon(self, reason: str) -> None:
+        """Kill everything synchronously (the old loop cannot be awaited on)."""
+        for sid, handle in self._sessions.items():
+            handle.terminate()
+            UIDS.release(handle.uid)
+            self._note_reset(sid, reason)
+        for handle in self._warm:
+            handle.terminate()
+            UIDS.release(handle.uid)
+        self._sessions.clear()
+        self._warm.clear()
+        self._tasks = []
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def session(self, session_id: str) -> AsyncIterator[None]:
+        """Hold the session's lock: its calls run one at a time."""
+        lock = self._locks.get(session_id)
+        if lock is None:
+            lock = asyncio.Lock()
+            self._locks[session_id] = lock
+        async with lock:
+            yield
+
+    async def worker_for(self, session_id: str) -> tuple[WorkerHandle, str]:
+        """The session's worker (new if needed) and why its state was reset ("" if it was not)."""
+        if self._loop is not asyncio.get_running_loop() or not self._tasks:
+            await self.start()
+        handle = self._sessions.get(session_id)
+        if handle is not None and not handle.alive:
+            self._forget(session_id, "the interpreter process had exited")
+            await handle.stop()
+            handle = None
+        if handle is None:
+            handle = await self._take()
+            self._sessions[session_id] = handle
+        self._sessions.move_to_end(session_id)
+        return handle, self._resets.pop(session_id, "")
+
+    async def discard(self, session_id: str, reason: str = "") -> None:
+        """Stop the session's worker; ``reason`` is told to the session's next call."""
+        handle = self._sessions.pop(session_id, None)
+        if reason:
+            self._note_reset(session_id, reason)
+        if handle is not None:
+            await handle.stop()
+
+    def discard_now(self, session_id: str, reason: str) -> None:
+        """Kill the session's worker without awaiting (for a cancelled call)."""
+        handle = self._sessions.pop(session_id, None)
+        self._note_reset(session_id, reason)
+        if handle is not None:
+            handle.terminate()
+            if self._loop is not None:
+                self._loop.create_task(handle.stop())
+
+    async def close_session(self, session_id: str) -> None:
+        """The session ended: stop its worker and forget it."""
+        self._resets.pop(session_id, None)
+        handle = self._sessions.pop(session_id, None)
+        if handle is not None:
+            await handle.stop()
+
+    def workers(self) -> list[WorkerInfo]:
+        """Every live worker: sessions' first, then the pooled ones."""
+        infos = [h.info(sid) for sid, h in self._sessions.items()]
+        return infos + [h.info(None) for h in self._warm]
+
+    def _forget(self, session_id: str, reason: str) -> None:
+        self._sessions.pop(session_id, None)
+        self._note_reset(session_id, reason)
+
+    def _note_reset(self, session_id: str, reason: str) -> None:
+        self._resets[session_id] = reason
+        self._resets.move_to_end(session_id)
+        while len(self._resets) > _MAX_PENDING_RESETS:
+            self._resets.popitem(last=False)
+
+    # --- getting workers --------------------------------------------------------------------
+
+    def _live(self) -> int:
+        return len(self._sessions) + len(self._warm) + self._starting
+
+    async def _take(self) -> WorkerHandle:
+        """A pooled worker if one is ready, else a fresh bare one (evicting if full)."""
+        while self._warm:
+            handle = self._warm.popleft()
+            if self._wake is not None:
+                self._wake.set()
+            if handle.alive:
+                return handle
+            await handle.stop()
+        if self._live() >= self.config.max_workers:
+            await self._evict()
+        return await self.spawn(preload=False)
+
+    async def _evict(self) -> None:
+        """Stop the least recently used idle session worker to make room."""
+        for sid, handle in self._sessions.items():
+            lock = self._locks.get(sid)
+            if lock is None or not lock.locked():
+                self._forget(sid, "the interpreter was stopped to make room for other sessions")
+                await handle.stop()
+                return
+        raise ToolError(
+            f"all {self.config.max_workers} code-interpreter sandboxes are busy; try again "
+            "shortly (or raise SandboxConfig.max_workers)"
+        )
+
+    async def spawn(self, *, preload: bool) -> WorkerHandle:
+        """Start one worker and wait until it answers (with ``preload`` imported)."""
+        uid = UIDS.acquire(self.config.uid_range) if self.plan.as_root else None
+        modules = self.config.preload if preload else ()
+        self._starting += 1
+        try:
+            process, sock = await launch_worker(self.config, self.plan, uid, modules)
+        except BaseException:
+            self._starting -= 1
+            UIDS.release(uid)
+            raise
+        handle = WorkerHandle(process, Channel(sock), uid, preloaded=preload)
+        try:
+            async with asyncio.timeout(self.config.start_timeout):
+                await handle.channel.open()
+                ping = await handle.channel.request({"op": "ping"}, PingReply)
+        except BaseException as exc:
+            detail = await handle.stderr_excerpt() if not handle.alive else ""
+            await handle.stop()
+            if isinstance(exc, Exception):
+                raise ToolError(f"the sandbox did not start: {detail or exc!r}") from exc
+            raise
+        finally:
+            self._starting -= 1
+        if ping.missing and not self._warned_missing:
+            self._warned_missing = True
+            _logger.warning("the sandbox's python cannot import %s", ", ".join(ping.missing))
+        return handle
+
+    # --- background tasks -------------------------------------------------------------------
+
+    async def _refill(self) -> None:
+        """Keep ``pool_size`` warm workers ready."""
+        assert self._wake is not None
+        while True:
+            while (
+                len(self._warm) + self._starting < self.config.pool_size
+                and self._live() < self.config.max_workers
+            ):
+                try:
+                    self._warm.append(await self.spawn(preload=True))
+                except ToolError as exc:
+                    _logger.warning("could not warm a code-interpreter worker: %s", exc)
+                    await asyncio.sleep(_REFILL_BACKOFF)
+            self._wake.clear()
+            await self._wake.wait()
+
+    async def _reap(self) -> None:
+        """Stop idle, old and dead workers."""
+        cfg = self.config
+        interval = max(0.05, min(30.0, cfg.idle_ttl / 4, cfg.max_lifetime / 4))
+        while True:
+            await asyncio.sleep(interval)
+            await self.reap_once(time.monotonic())
+
+    async def reap_once(self, now: float) -> None:
+        """One pass of the reaper (idle, too old, or dead)."""
+        cfg = self.config
+        for sid, handle in list(self._sessions.items()):
+            lock = self._locks.get(sid)
+            if lock is not None and lock.locked():
+                continue
+            reason = ""
+            if not handle.alive:
+                reason = "the interpreter process had exited"
+            elif now - handle.last_used > cfg.idle_ttl:
+                reason = f"the interpreter was idle for more than {cfg.idle_ttl:g} s"
+            elif now - handle.started_at > cfg.max_lifetime:
+                reason = f"the interpreter reached its maximum lifetime ({cfg.max_lifetime:g} s)"
+            if reason:
+                self._forget(sid, reason)
+                await handle.stop()
+        stale = [h for h in self._warm if not h.alive or now - h.started_at > cfg.max_lifetime]
+        for handle in stale:
+            self._warm.remove(handle)
+            await handle.stop()
+        if stale and self._wake is not None:
+            self._wake.set()
