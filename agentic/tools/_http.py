@@ -124,8 +124,8 @@ def describe(exc: BaseException) -> str:
 
 
 def excerpt(text: str, limit: int = 200) -> str:
-    """A short, single-line, tag-free excerpt of a reply body for an error message."""
-    text = clean_text(text)
+    """A short, single-line, tag-free excerpt of a reply body (an HTML error page, say)."""
+    text = clean_text(_TAG.sub(" ", text))  # tags as spaces: block elements separate words
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -162,7 +162,9 @@ def fit_json(
 
     To fit, it drops the ``extras`` keys from the last entries first, then whole entries in
     ``drop_order`` (default: from the last to the second), then halves the longest strings of
-    what is left. ``envelope`` must place the list exactly once in what it returns.
+    what is left. ``envelope`` must place the list exactly once in what it returns. When even
+    that cannot fit (a cap smaller than the envelope), the JSON comes back over the cap and the
+    executor's visible cut applies.
     """
     kept = [dict(item) for item in items]
     sizes = [_size(item) for item in kept]

@@ -14,6 +14,7 @@ from fake_apis import Canned, FakeAPI, fixture, fixture_json, refused_url
 
 from agentic.errors import ConfigError, SearchError, ToolArgumentsError
 from agentic.tools import ToolContext, ToolErrorKind, ToolExecutor, ToolRetry
+from agentic.tools._http import fit_json
 from agentic.tools.brave import BraveSearch
 from agentic.types import ToolCall
 
@@ -219,7 +220,7 @@ async def test_results_missing_from_mixed_still_come_last(api: FakeAPI) -> None:
     assert len(types) == 11
 
 
-@pytest.mark.parametrize("cap", [500, 700, 2000, 4000])
+@pytest.mark.parametrize("cap", [1000, 1500, 2000, 4000])
 async def test_output_fits_the_cap_dropping_snippets_then_results(api: FakeAPI, cap: int) -> None:
     tool = brave(api, max_output_chars=cap)
     text = await tool.call({"query": "sourdough"}, ctx("sourdough"))
@@ -393,6 +394,18 @@ async def test_429_with_a_reset_beyond_the_longest_wait_fails_at_once(api: FakeA
     assert len(api.requests) == 1
 
 
+@pytest.mark.parametrize(
+    ("retry_after", "said"), [("600", "10 min"), ("7200", "2 h"), ("86400", "24 h")]
+)
+async def test_429_asking_for_a_long_wait_says_how_long(
+    api: FakeAPI, retry_after: str, said: str
+) -> None:
+    api.route(PATH, rate_limited("0, 5", "1, 100", **{"Retry-After": retry_after}))
+    message = await failure(brave(api))
+    assert message.endswith(f"the limit resets in {said}")
+    assert len(api.requests) == 1
+
+
 async def test_429_with_the_monthly_quota_used_up_fails_at_once(api: FakeAPI) -> None:
     api.route(PATH, rate_limited("1, 0", "1, 1419704"), Canned(body=SAMPLE))
     message = await failure(brave(api))
@@ -463,7 +476,7 @@ def test_a_missing_key_fails_at_construction(monkeypatch: pytest.MonkeyPatch) ->
         ({"safesearch": "high"}, "safesearch must be one of off, moderate, strict"),
         ({"freshness": "yesterday"}, "freshness must be pd, pw, pm, py or YYYY-MM-DDtoYYYY-MM-DD"),
         ({"max_retries": -1}, "max_retries must be 0 or more"),
-        ({"max_output_chars": 100}, "max_output_chars must be at least 500"),
+        ({"max_output_chars": 999}, "max_output_chars must be at least 1000"),
         ({"timeout": 0}, "timeout must be a positive number"),
         ({"retry_wait_min": 2.0, "retry_wait_max": 1.0}, "retry_wait_min <= retry_wait_max"),
         ({"base_url": "api.search.brave.com"}, "base_url must start with http"),
@@ -500,3 +513,12 @@ async def test_the_executor_reports_failures_to_the_model(api: FakeAPI) -> None:
     await tool.aclose()
     assert response.error is ToolErrorKind.retry
     assert response.content == "search failed: no results for 'q'; try other or fewer words"
+
+
+def test_json_that_cannot_shrink_further_comes_back_whole() -> None:
+    query = '"' * 400  # 800 characters once escaped in JSON
+    items = [{"type": "faq", "question": "q" * 24, "answer": "a" * 24, "title": "t" * 24}] * 3
+    text = fit_json(lambda found: {"query": query, "results": found}, items, 820)
+    out = json.loads(text)  # over the cap, but whole: the executor's visible cut takes over
+    assert len(text) > 820
+    assert out["results"] == items[:1]
