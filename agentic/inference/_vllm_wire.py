@@ -140,6 +140,48 @@ def chat_body(
     return body
 
 
+PASSTHROUGH_TEMPLATE = (
+    "{%- for message in messages -%}"
+    "{%- if message['content'] is string -%}{{ message['content'] }}"
+    "{%- else -%}{%- for part in message['content'] -%}"
+    "{%- if part['type'] == 'text' -%}{{ part['text'] }}{%- endif -%}"
+    "{%- endfor -%}{%- endif -%}"
+    "{%- endfor -%}"
+)
+"""A chat template that outputs the text of the messages as is: a raw prompt rides the chat
+endpoint unchanged. vLLM leaves an ``<|image|>`` already in the text in place (it adds
+placeholders only for images the text lacks). vLLM 0.11 and later accept a request's
+``chat_template`` only when started with ``--trust-request-chat-template``."""
+
+
+def raw_prompt_chat_body(
+    model: str,
+    prompt: str,
+    images: Sequence[ImageContent],
+    sampling: SamplingParams,
+    *,
+    response_format: Mapping[str, Any] | None,
+    stream: bool,
+) -> dict[str, Any]:
+    """A ``/v1/chat/completions`` body feeding ``prompt`` verbatim, with its images.
+
+    The completions endpoint takes no images, so a raw prompt with images (Llama Guard 3
+    11B-Vision) goes to the chat endpoint with :data:`PASSTHROUGH_TEMPLATE`, never through the
+    model's own chat template (which would wrap the prompt a second time).
+    """
+    body = _common_fields(model, sampling, response_format, stream)
+    content: list[dict[str, Any]] = [
+        {"type": "image_url", "image_url": {"url": image.url}} for image in images
+    ]
+    content.append({"type": "text", "text": prompt})
+    body["messages"] = [{"role": "user", "content": content}]
+    body["chat_template"] = PASSTHROUGH_TEMPLATE
+    body["add_generation_prompt"] = False
+    if sampling.max_tokens is not None:
+        body["max_completion_tokens"] = sampling.max_tokens
+    return body
+
+
 def has_images(messages: Sequence[Message]) -> bool:
     """Whether any message carries an image part."""
     for message in messages:

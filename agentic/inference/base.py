@@ -9,6 +9,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from agentic.errors import InferenceError
 from agentic.types import (
+    ImageContent,
     Message,
     SamplingParams,
     StopReason,
@@ -34,6 +35,8 @@ class InferenceRequest:
     """What to generate: a conversation to render (or a raw prompt) plus sampling settings.
 
     ``prompt`` bypasses rendering: guard models and base models get exactly that text.
+    ``images`` travel with a raw ``prompt`` whose text already holds one ``<|image|>`` per image
+    (Llama Guard 3 11B-Vision); images inside ``messages`` stay in their messages.
     ``cache_key`` names a conversation whose prompts grow append-only (a session id), so the
     backend renders only the new messages onto the cached prefix.
     """
@@ -49,6 +52,7 @@ class InferenceRequest:
     prompt: str | None = None
     today: _dt.date | None = None
     cache_key: str | None = None
+    images: Sequence[ImageContent] = ()
 
     @classmethod
     def create(

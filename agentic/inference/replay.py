@@ -64,7 +64,9 @@ def _normalized(request: InferenceRequest) -> dict[str, Any]:
             f"response_format is not JSON data, so it cannot be keyed: {exc}"
         ) from exc
     fmt = request.tool_prompt_format
+    images = {"images": [i.url for i in request.images]} if request.images else {}
     return {
+        **images,
         "v": _KEY_VERSION,
         "model": request.model,
         "messages": [_message_json(m) for m in request.messages],

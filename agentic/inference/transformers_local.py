@@ -237,6 +237,11 @@ def _check_request(request: InferenceRequest) -> None:
         raise UnsupportedFeatureError(
             "TransformersLocal has no guided decoding: response_format needs the vLLM backend"
         )
+    if request.images:
+        raise UnsupportedFeatureError(
+            "TransformersLocal runs text models only; send a prompt with images to a vision "
+            "model served by vLLM"
+        )
     for message in request.messages:
         content = message.content
         if not isinstance(content, str) and any(isinstance(p, ImageContent) for p in content):

@@ -369,6 +369,8 @@ class VLLMServer:
     async def _prepare(self, request: InferenceRequest, *, stream: bool) -> _Call:
         """Resolve the model, render the prompt and build the request body."""
         attempts = _Attempts(request.model)
+        if request.prompt is not None and request.images:
+            return await self._prompt_with_images(request, request.prompt, attempts, stream)
         chat = request.prompt is None and wire.has_images(request.messages)
         if chat:
             _check_images(request, _lookup(request.model))  # before any HTTP
@@ -396,6 +398,23 @@ class VLLMServer:
             stream=stream,
         )
         return _Call(self._completions_url, body, target, False, attempts)
+
+    async def _prompt_with_images(
+        self, request: InferenceRequest, prompt: str, attempts: _Attempts, stream: bool
+    ) -> _Call:
+        """A raw prompt with images: the chat endpoint, with a template that passes it through."""
+        _check_images(request, _lookup(request.model))  # before any HTTP
+        target = await self._target(request.model)
+        _check_images(request, target.spec)
+        body = wire.raw_prompt_chat_body(
+            target.name,
+            prompt,
+            request.images,
+            request.sampling,
+            response_format=request.response_format,
+            stream=stream,
+        )
+        return _Call(self._chat_url, body, target, True, attempts)
 
     def _prompt_of(self, request: InferenceRequest, target: _Target) -> str:
         """``request.prompt`` verbatim, or the rendered conversation."""

@@ -1,7 +1,52 @@
-"""Shields: checks on what goes into and comes out of the model."""
+"""Shields: checks on what goes into and comes out of the model.
+
+:class:`LlamaGuard` judges messages with a Llama Guard 3 model on an inference backend.
+"""
 
 from __future__ import annotations
 
-from agentic.shields.base import DEFAULT_REFUSAL, Shield, ShieldStage, Violation
+from agentic.shields.base import (
+    DEFAULT_REFUSAL,
+    ScanVerdict,
+    Shield,
+    ShieldStage,
+    TextScanner,
+    Violation,
+    screen,
+)
+from agentic.shields.guard_output import GuardError, GuardVerdict, parse_guard_output
+from agentic.shields.guard_prompt import (
+    DEFAULT_GUARD_MODEL,
+    GUARD_CATEGORY_NAMES,
+    GuardFormat,
+    GuardPrompt,
+    GuardRole,
+    guard_categories,
+    guard_format_of,
+    guard_spec,
+    render_guard_prompt,
+)
+from agentic.shields.llama_guard import LlamaGuard
 
-__all__ = ["DEFAULT_REFUSAL", "Shield", "ShieldStage", "Violation"]
+__all__ = [
+    "DEFAULT_GUARD_MODEL",
+    "DEFAULT_REFUSAL",
+    "GUARD_CATEGORY_NAMES",
+    "GuardError",
+    "GuardFormat",
+    "GuardPrompt",
+    "GuardRole",
+    "GuardVerdict",
+    "LlamaGuard",
+    "ScanVerdict",
+    "Shield",
+    "ShieldStage",
+    "TextScanner",
+    "Violation",
+    "guard_categories",
+    "guard_format_of",
+    "guard_spec",
+    "parse_guard_output",
+    "render_guard_prompt",
+    "screen",
+]
