@@ -14,7 +14,7 @@ import random
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, Literal, TypeVar
 
 import httpx2
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -55,9 +55,9 @@ class BraveSearch:
     results (Brave adds news, FAQ, discussions, videos and an infobox when it has them).
     ``timeout`` bounds each HTTP request. A 429 is retried up to ``max_retries`` times after
     the wait Brave asks for (``Retry-After`` or the per-second ``X-RateLimit-Reset``, at least
-    ``retry_wait_min``); a wait longer than ``retry_wait_max`` (an exhausted monthly quota) fails
-    at once. One pooled httpx2 client serves all calls: ``await tool.aclose()`` when done, or
-    pass your own ``client`` (then closing it is yours).
+    ``retry_wait_min``); a longer wait than ``retry_wait_max``, or a used-up monthly quota,
+    fails at once. One pooled httpx2 client serves all calls: ``await tool.aclose()`` when
+    done, or pass your own ``client`` (then closing it is yours).
     """
 
     def __init__(
@@ -68,7 +68,7 @@ class BraveSearch:
         count: int = 5,
         country: str | None = None,
         search_lang: str | None = None,
-        safesearch: str = "moderate",
+        safesearch: Literal["off", "moderate", "strict"] = "moderate",
         freshness: str | None = None,
         extra_snippets: bool = True,
         timeout: float = 10.0,
