@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
+from collections.abc import Iterable
 
 
 def live_pids(uid: int) -> list[int]:
@@ -24,11 +26,16 @@ def live_pids(uid: int) -> list[int]:
     return found
 
 
-def wait_gone(uid: int, timeout: float = 5.0) -> bool:
-    """True once no live process of ``uid`` is left (within ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
+async def wait_gone(uid: int, within: float = 5.0) -> bool:
+    """True once no live process of ``uid`` is left (within ``within`` seconds)."""
+    deadline = time.monotonic() + within
     while live_pids(uid):
         if time.monotonic() > deadline:
             return False
-        time.sleep(0.02)
+        await asyncio.sleep(0.02)
     return True
+
+
+def existing(paths: Iterable[str]) -> list[str]:
+    """The host paths among ``paths`` that exist."""
+    return [p for p in paths if os.path.lexists(p)]

@@ -168,7 +168,7 @@ async def test_deleting_a_session_kills_its_worker(tmp_path: Path) -> None:
             assert live_pids(worker.uid)
             await agent.delete_session(session.id)
             assert [w for w in tool.workers() if w.session_id == session.id] == []
-            assert wait_gone(worker.uid)
+            assert await wait_gone(worker.uid)
             pooled = [w.uid for w in tool.workers() if w.uid is not None]
-        assert all(wait_gone(uid) for uid in pooled)  # the agent closed what it built
+        assert all([await wait_gone(uid) for uid in pooled])  # the agent closed what it built
     assert tool_text(turn) == "completed\n[stdout]2\n[/stdout]"  # PID namespace: pid 2

@@ -54,6 +54,8 @@ class WorkerInfo:
     idle: float
     calls: int
     preloaded: bool
+    dropped_frames: int
+    """Frames from the sandbox dropped as forged, stray or oversized."""
 
 
 @dataclass(slots=True)
@@ -101,6 +103,7 @@ class WorkerHandle:
             idle=now - self.last_used,
             calls=self.calls,
             preloaded=self.preloaded,
+            dropped_frames=self.channel.dropped,
         )
 
     def terminate(self) -> None:
