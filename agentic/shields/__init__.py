@@ -1,6 +1,8 @@
 """Shields: checks on what goes into and comes out of the model.
 
-:class:`LlamaGuard` judges messages with a Llama Guard 3 model on an inference backend.
+:class:`LlamaGuard` judges messages with a Llama Guard 3 model on an inference backend;
+:class:`PromptGuard` runs Meta's Prompt Guard classifier in-process on user input (jailbreaks) and,
+as a :class:`TextScanner`, on tool results and retrieved chunks (indirect injection).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from agentic.shields.guard_prompt import (
     render_guard_prompt,
 )
 from agentic.shields.llama_guard import LlamaGuard
+from agentic.shields.prompt_guard import PromptGuard, PromptGuardVerdict
 
 __all__ = [
     "DEFAULT_GUARD_MODEL",
@@ -38,6 +41,8 @@ __all__ = [
     "GuardRole",
     "GuardVerdict",
     "LlamaGuard",
+    "PromptGuard",
+    "PromptGuardVerdict",
     "ScanVerdict",
     "Shield",
     "ShieldStage",
