@@ -17,7 +17,7 @@ async def get_weather(ctx: ToolContext[MyDeps], city: str, days: int = 1) -> str
 
 from __future__ import annotations
 
-from agentic.errors import ToolArgumentsError, ToolError
+from agentic.errors import SearchError, ToolArgumentsError, ToolError
 from agentic.tools.base import (
     Tool,
     ToolContext,
@@ -28,11 +28,15 @@ from agentic.tools.base import (
     ToolResult,
     ToolRetry,
 )
+from agentic.tools.brave import BraveSearch
 from agentic.tools.executor import ToolExecutor, unparsable_response
 from agentic.tools.function import FunctionTool, tool
+from agentic.tools.wolfram import WolframAlpha
 
 __all__ = [
+    "BraveSearch",
     "FunctionTool",
+    "SearchError",
     "Tool",
     "ToolArgumentsError",
     "ToolContext",
@@ -44,6 +48,7 @@ __all__ = [
     "ToolResponse",
     "ToolResult",
     "ToolRetry",
+    "WolframAlpha",
     "tool",
     "unparsable_response",
 ]
