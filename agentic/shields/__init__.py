@@ -2,7 +2,8 @@
 
 :class:`LlamaGuard` judges messages with a Llama Guard 3 model on an inference backend;
 :class:`PromptGuard` runs Meta's Prompt Guard classifier in-process on user input (jailbreaks) and,
-as a :class:`TextScanner`, on tool results and retrieved chunks (indirect injection).
+as a :class:`TextScanner`, on tool results and retrieved chunks (indirect injection);
+:class:`CodeShield` scans code with Meta's CodeShield before it runs or reaches the user.
 """
 
 from __future__ import annotations
@@ -15,6 +16,17 @@ from agentic.shields.base import (
     TextScanner,
     Violation,
     screen,
+)
+from agentic.shields.code_shield import (
+    CODESHIELD_VERSION,
+    SEMGREP_VERSION,
+    CodeBlock,
+    CodeIssue,
+    CodeLanguage,
+    CodeSeverity,
+    CodeShield,
+    CodeVerdict,
+    extract_code,
 )
 from agentic.shields.guard_output import GuardError, GuardVerdict, parse_guard_output
 from agentic.shields.guard_prompt import (
@@ -31,7 +43,16 @@ from agentic.shields.guard_prompt import (
 from agentic.shields.llama_guard import LlamaGuard
 from agentic.shields.prompt_guard import PromptGuard, PromptGuardVerdict
 
-__all__ = [
+# plain sorted order (tests/unit/core/test_exported_members.py); ruff's isort-style order would
+# move the constants ahead of CodeBlock...CodeVerdict
+__all__ = [  # noqa: RUF022
+    "CODESHIELD_VERSION",
+    "CodeBlock",
+    "CodeIssue",
+    "CodeLanguage",
+    "CodeSeverity",
+    "CodeShield",
+    "CodeVerdict",
     "DEFAULT_GUARD_MODEL",
     "DEFAULT_REFUSAL",
     "GUARD_CATEGORY_NAMES",
@@ -43,11 +64,13 @@ __all__ = [
     "LlamaGuard",
     "PromptGuard",
     "PromptGuardVerdict",
+    "SEMGREP_VERSION",
     "ScanVerdict",
     "Shield",
     "ShieldStage",
     "TextScanner",
     "Violation",
+    "extract_code",
     "guard_categories",
     "guard_format_of",
     "guard_spec",
