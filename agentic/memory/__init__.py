@@ -42,13 +42,12 @@ from agentic.memory.store import MemoryStore
 from agentic.memory.tool import KnowledgeSearch
 
 __all__ = [
+    "Chunk",
+    "Chunker",
     "DEFAULT_CHUNK_TOKENS",
     "DEFAULT_EMBEDDING_MODEL",
     "DEFAULT_MAX_DOCUMENT_BYTES",
     "DEFAULT_OVERLAP_TOKENS",
-    "SUPPORTED_TYPES",
-    "Chunk",
-    "Chunker",
     "DocumentError",
     "DocumentInfo",
     "DocumentNotFoundError",
@@ -63,6 +62,7 @@ __all__ = [
     "MetadataValue",
     "RetrievedChunk",
     "Retriever",
+    "SUPPORTED_TYPES",
     "SearchMode",
     "extract_text",
     "fetch_url",
