@@ -146,7 +146,7 @@ class PromptGuard:
         self.temperature = temperature
         self._name = name
         self._loaded = _load(self.path, device)
-        self._lock = threading.Lock()  # one forward pass at a time: torch already uses every core
+        self._lock = threading.Lock()
 
     @classmethod
     async def open(cls, model_path: str | Path, **kwargs: Any) -> PromptGuard:
@@ -201,7 +201,12 @@ class PromptGuard:
     # -- scoring (in a worker thread) -------------------------------------------------------
 
     def _window_probabilities(self, texts: list[str]) -> list[list[list[float]]]:
-        """Per text, per window, the label probabilities."""
+        """Per text, per window, the label probabilities (one call at a time: the fast
+        tokenizer's truncation settings are shared state, and torch already uses every core)."""
+        with self._lock:
+            return self._window_probabilities_locked(texts)
+
+    def _window_probabilities_locked(self, texts: list[str]) -> list[list[list[float]]]:
         tokenizer = self._loaded.tokenizer
         encoded = tokenizer(
             texts,
@@ -227,7 +232,7 @@ class PromptGuard:
         torch, _, _ = _import_transformers()
         padded = self._loaded.tokenizer.pad({"input_ids": windows}, return_tensors="pt")
         model = self._loaded.model
-        with self._lock, torch.inference_mode():
+        with torch.inference_mode():
             logits = model(
                 input_ids=padded["input_ids"].to(model.device),
                 attention_mask=padded["attention_mask"].to(model.device),
