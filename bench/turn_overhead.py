@@ -284,9 +284,15 @@ def _pooled_client() -> httpx2.AsyncClient:
 
 @asynccontextmanager
 async def _bare(base_url: str, calls: list[tuple[str, Any]]) -> AsyncIterator[Runner]:
-    """The bare wire loop as a runner (sessions resend one turn's bodies; no history)."""
+    """The bare wire loop as a runner (sessions resend one turn's bodies; no history).
+
+    It pools on the same transport as VLLMServer, so the baseline is the fastest wire we have
+    and a cheaper transport never shows up as lower framework overhead."""
+    from agentic.inference._transport import pooled_transport
+
     root = base_url.removesuffix("/v1")
-    async with _pooled_client() as client:
+    limits = httpx2.Limits(max_connections=1024, max_keepalive_connections=1024)
+    async with httpx2.AsyncClient(transport=pooled_transport(limits), timeout=60) as client:
 
         async def new_session() -> Ask:
             async def ask(text: str) -> str:

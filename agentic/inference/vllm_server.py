@@ -38,6 +38,7 @@ from agentic.errors import (
 )
 from agentic.inference import _vllm_errors as errors
 from agentic.inference import _vllm_wire as wire
+from agentic.inference._transport import pooled_transport
 from agentic.inference.base import Completion, InferenceRequest, TextDelta, Timings
 from agentic.llama.models import ModelSpec, known_models, resolve_model
 from agentic.llama.prompt import PromptCache
@@ -206,14 +207,15 @@ class VLLMServer:
         self._backoff_max = backoff_max
         self._retry_after_max = retry_after_max
         self._owns_client = client is None
+        limits = httpx2.Limits(
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=_KEEPALIVE_EXPIRY,
+        )
         self._client = client or httpx2.AsyncClient(
-            transport=transport,
+            transport=transport or pooled_transport(limits),
             timeout=httpx2.Timeout(timeout, connect=connect_timeout),
-            limits=httpx2.Limits(
-                max_connections=max_connections,
-                max_keepalive_connections=max_connections,
-                keepalive_expiry=_KEEPALIVE_EXPIRY,
-            ),
+            limits=limits,
         )
         self._prompt_cache = prompt_cache
         self._served: list[ServedModel] | None = None
