@@ -148,7 +148,7 @@ async def test_killed_worker_means_the_next_call_says_state_was_reset(
     assert text.startswith("failed\n[stderr]Traceback")
     assert "NameError: name 'x' is not defined" in text
     assert text.endswith(
-        "Note: state was reset (the interpreter process had exited): variables, imports and "
+        "Note: state was reset (the interpreter was killed by SIGKILL): variables, imports and "
         "files from earlier calls are gone."
     )
     assert f"{IPYTHON}{text}<|eot_id|>" in prompts(server)[-1]

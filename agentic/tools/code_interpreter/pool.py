@@ -12,6 +12,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+import socket
+import subprocess
 import time
 import weakref
 from collections import OrderedDict, deque
@@ -31,7 +35,13 @@ from agentic.tools.code_interpreter.protocol import (
     new_request_id,
     validate,
 )
-from agentic.tools.code_interpreter.sandbox import UIDS, LaunchPlan, kill_tree, launch_worker
+from agentic.tools.code_interpreter.sandbox import (
+    SPAWNER,
+    UIDS,
+    LaunchPlan,
+    kill_tree,
+    start_worker,
+)
 
 __all__ = ["CellRun", "WorkerHandle", "WorkerInfo", "WorkerPool"]
 
@@ -39,6 +49,7 @@ _logger = logging.getLogger("agentic.tools.code_interpreter")
 _MAX_PENDING_RESETS: Final = 10_000
 _REFILL_BACKOFF: Final = 5.0
 _STDERR_EXCERPT: Final = 2000
+_EXIT_WAIT: Final = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +86,12 @@ class CellRun:
 class WorkerHandle:
     """One sandboxed worker process and its channel."""
 
-    process: asyncio.subprocess.Process
+    process: subprocess.Popen[bytes]
     channel: Channel
     uid: int | None
     preloaded: bool
+    cpu_budget: int = 0
+    """The worker's RLIMIT_CPU, to explain a death by SIGXCPU."""
     started_at: float = field(default_factory=time.monotonic)
     last_used: float = field(default_factory=time.monotonic)
     calls: int = 0
@@ -91,7 +104,7 @@ class WorkerHandle:
 
     @property
     def alive(self) -> bool:
-        return self.process.returncode is None
+        return self.process.poll() is None
 
     def info(self, session_id: str | None) -> WorkerInfo:
         now = time.monotonic()
@@ -116,10 +129,21 @@ class WorkerHandle:
         """Kill the sandbox, wait for it to exit, then give its uid back."""
         self.terminate()
         try:
-            await self.process.wait()
+            await self.wait_exit(_EXIT_WAIT)
         finally:
+            if self.process.stderr is not None:
+                self.process.stderr.close()
             UIDS.release(self.uid)
             self.uid = None
+
+    async def wait_exit(self, within: float) -> int | None:
+        """The launcher's exit status, polled for up to ``within`` seconds (None: still up)."""
+        deadline = time.monotonic() + within
+        delay = 0.001
+        while (code := self.process.poll()) is None and time.monotonic() < deadline:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        return code
 
     async def run(self, code: str, limit: float, grace: float, max_output: int) -> CellRun:
         """Run one cell; past ``limit + grace`` seconds the whole sandbox is killed."""
@@ -140,7 +164,7 @@ class WorkerHandle:
                 f"the cell did not stop within its {limit:g} s limit, so the interpreter was killed"
             )
         except WorkerGone:
-            outcome.lost = await self._death_reason()
+            outcome.lost = await self.death_reason()
         except ProtocolError as exc:
             outcome.started = True
             outcome.lost = f"the interpreter sent a malformed reply ({exc})"
@@ -156,28 +180,41 @@ class WorkerHandle:
         except (TimeoutError, WorkerGone, ProtocolError) as exc:
             raise ToolError(f"the interpreter stopped answering ({type(exc).__name__})") from exc
 
-    async def _death_reason(self) -> str:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.process.wait(), 2.0)
-        code = self.process.returncode
+    async def death_reason(self) -> str:
+        """Why the worker is gone, from its exit status."""
+        code = await self.wait_exit(_EXIT_WAIT)
         if code is None:
             return "the interpreter closed its channel"
-        if code in (-9, 137):
-            return (
-                "the interpreter was killed (SIGKILL: out of memory, its CPU time budget, "
-                "or a kill from inside)"
-            )
+        if code in (-signal.SIGKILL, 128 + signal.SIGKILL):
+            return "the interpreter was killed by SIGKILL"
+        if code in (-signal.SIGXCPU, 128 + signal.SIGXCPU):
+            return f"the interpreter used up its CPU time budget ({self.cpu_budget} s)"
         return f"the interpreter exited (status {code})"
 
-    async def stderr_excerpt(self) -> str:
-        """What bubblewrap or Python printed before the worker started (launch failures)."""
+    def stderr_excerpt(self) -> str:
+        """What bubblewrap or Python printed before the worker exited (launch failures)."""
         stream = self.process.stderr
-        if stream is None:
+        if stream is None or stream.closed:
             return ""
-        with contextlib.suppress(TimeoutError, OSError):
-            data = await asyncio.wait_for(stream.read(_STDERR_EXCERPT), 1.0)
-            return data.decode(errors="replace").strip()
-        return ""
+        os.set_blocking(stream.fileno(), False)
+        try:
+            data = os.read(stream.fileno(), _STDERR_EXCERPT)
+        except OSError:  # nothing written (yet)
+            return ""
+        return data.decode(errors="replace").strip()
+
+
+def _kill_orphan(started: asyncio.Future[tuple[subprocess.Popen[bytes], socket.socket]]) -> None:
+    """Kill a worker whose launch finished after the caller was cancelled."""
+    if started.cancelled() or started.exception() is not None:
+        return
+    process, sock = started.result()
+    sock.close()
+    kill_tree(process.pid)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(1.0)  # SIGKILLed: gone at once
+    if process.stderr is not None:
+        process.stderr.close()
 
 
 class WorkerPool:
@@ -194,17 +231,20 @@ class WorkerPool:
         self._tasks: list[asyncio.Task[None]] = []
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._stopping: set[asyncio.Task[None]] = set()
         self._warned_missing = False
 
     # --- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Bind to the running loop and start warming the pool and reaping idle workers."""
+        """Start warming the pool and reaping idle workers on the running loop.
+
+        Workers do not belong to a loop; the background tasks do, so a new loop (a script
+        calling ``asyncio.run`` again) gets new tasks and keeps the sessions' workers.
+        """
         loop = asyncio.get_running_loop()
         if self._loop is loop and self._tasks:
             return
-        if self._loop is not None and self._loop is not loop:
-            self._abandon("the interpreter's event loop changed")
         self._loop = loop
         self._wake = asyncio.Event()
         self._tasks = [
@@ -225,19 +265,6 @@ class WorkerPool:
         self._resets.clear()
         await asyncio.gather(*(h.stop() for h in handles), return_exceptions=True)
 
-    def _abandon(self, reason: str) -> None:
-        """Kill everything synchronously (the old loop cannot be awaited on)."""
-        for sid, handle in self._sessions.items():
-            handle.terminate()
-            UIDS.release(handle.uid)
-            self._note_reset(sid, reason)
-        for handle in self._warm:
-            handle.terminate()
-            UIDS.release(handle.uid)
-        self._sessions.clear()
-        self._warm.clear()
-        self._tasks = []
-
     # --- sessions ---------------------------------------------------------------------------
 
     @contextlib.asynccontextmanager
@@ -255,21 +282,15 @@ class WorkerPool:
         if self._loop is not asyncio.get_running_loop() or not self._tasks:
             await self.start()
         handle = self._sessions.get(session_id)
-        if handle is not None and not handle.alive:
-            self._forget(session_id, "the interpreter process had exited")
-            await handle.stop()
-            handle = None
         if handle is None:
             handle = await self._take()
             self._sessions[session_id] = handle
         self._sessions.move_to_end(session_id)
         return handle, self._resets.pop(session_id, "")
 
-    async def discard(self, session_id: str, reason: str = "") -> None:
-        """Stop the session's worker; ``reason`` is told to the session's next call."""
+    async def discard(self, session_id: str) -> None:
+        """Stop the session's worker (its result says why, so no note is kept)."""
         handle = self._sessions.pop(session_id, None)
-        if reason:
-            self._note_reset(session_id, reason)
         if handle is not None:
             await handle.stop()
 
@@ -279,8 +300,9 @@ class WorkerPool:
         self._note_reset(session_id, reason)
         if handle is not None:
             handle.terminate()
-            if self._loop is not None:
-                self._loop.create_task(handle.stop())
+            task = asyncio.get_running_loop().create_task(handle.stop())
+            self._stopping.add(task)
+            task.add_done_callback(self._stopping.discard)
 
     async def close_session(self, session_id: str) -> None:
         """The session ended: stop its worker and forget it."""
@@ -341,21 +363,19 @@ class WorkerPool:
         modules = self.config.preload if preload else ()
         self._starting += 1
         try:
-            process, sock = await launch_worker(self.config, self.plan, uid, modules)
+            handle = await self._launch(uid, modules, preload)
         except BaseException:
             self._starting -= 1
             UIDS.release(uid)
             raise
-        handle = WorkerHandle(process, Channel(sock), uid, preloaded=preload)
         try:
             async with asyncio.timeout(self.config.start_timeout):
-                await handle.channel.open()
                 ping = await handle.channel.request({"op": "ping"}, PingReply)
         except BaseException as exc:
-            detail = await handle.stderr_excerpt() if not handle.alive else ""
+            detail = await self._start_failure(handle, exc)
             await handle.stop()
             if isinstance(exc, Exception):
-                raise ToolError(f"the sandbox did not start: {detail or exc!r}") from exc
+                raise ToolError(f"the sandbox did not start: {detail}") from exc
             raise
         finally:
             self._starting -= 1
@@ -364,6 +384,30 @@ class WorkerPool:
             _logger.warning("the sandbox's python cannot import %s", ", ".join(ping.missing))
         return handle
 
+    async def _start_failure(self, handle: WorkerHandle, exc: BaseException) -> str:
+        """Why a new worker did not answer its first ping, with what it printed, if anything."""
+        if isinstance(exc, TimeoutError):
+            return f"no answer within {self.config.start_timeout:g} s"
+        if not isinstance(exc, WorkerGone):
+            return repr(exc)
+        reason = await handle.death_reason()
+        excerpt = handle.stderr_excerpt()
+        return f"{reason}: {excerpt}" if excerpt else reason
+
+    async def _launch(
+        self, uid: int | None, modules: tuple[str, ...], preload: bool
+    ) -> WorkerHandle:
+        """Fork the sandbox on the spawner thread; if the caller is cancelled meanwhile, kill
+        what started."""
+        loop = asyncio.get_running_loop()
+        started = loop.run_in_executor(SPAWNER, start_worker, self.config, self.plan, uid, modules)
+        try:
+            process, sock = await asyncio.shield(started)
+        except asyncio.CancelledError:
+            started.add_done_callback(_kill_orphan)
+            raise
+        return WorkerHandle(process, Channel(sock), uid, preload, self.config.cpu_seconds)
+
     # --- background tasks -------------------------------------------------------------------
 
     async def _refill(self) -> None:
@@ -371,8 +415,7 @@ class WorkerPool:
         assert self._wake is not None
         while True:
             while (
-                len(self._warm) + self._starting < self.config.pool_size
-                and self._live() < self.config.max_workers
+                len(self._warm) < self.config.pool_size and self._live() < self.config.max_workers
             ):
                 try:
                     self._warm.append(await self.spawn(preload=True))

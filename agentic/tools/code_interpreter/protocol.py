@@ -135,14 +135,17 @@ class GetReply(_Reply):
 
 
 class Channel:
-    """Request/reply over the host end of the worker's socket, one request at a time."""
+    """Request/reply over the host end of the worker's socket, one request at a time.
+
+    It uses the running loop's socket methods, so a worker outlives any one event loop (a
+    script calling ``asyncio.run`` per question keeps its variables).
+    """
 
     def __init__(self, sock: socket.socket, max_frame: int = MAX_FRAME_BYTES) -> None:
+        sock.setblocking(False)
         self._sock = sock
         self._decoder = FrameDecoder(max_frame)
         self._frames: list[bytes] = []
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
         self.unmatched = 0
         """Frames dropped because their id matched no request (forgeries, strays)."""
 
@@ -151,20 +154,11 @@ class Channel:
         """Frames dropped for any reason: unmatched ids and oversized lines."""
         return self.unmatched + self._decoder.dropped
 
-    async def open(self) -> None:
-        """Attach the socket to the running event loop."""
-        self._reader, self._writer = await asyncio.open_unix_connection(
-            sock=self._sock, limit=READ_SIZE
-        )
-
     async def send(self, message: dict[str, Any]) -> None:
         """Write one request; WorkerGone if the worker is gone."""
-        if self._writer is None:
-            raise WorkerGone("channel not open")
         try:
-            self._writer.write(encode_frame(message))
-            await self._writer.drain()
-        except (ConnectionError, OSError) as exc:
+            await asyncio.get_running_loop().sock_sendall(self._sock, encode_frame(message))
+        except OSError as exc:  # EPIPE, ECONNRESET, EBADF once closed
             raise WorkerGone(str(exc)) from exc
 
     async def receive(self, request_id: str) -> dict[str, Any]:
@@ -184,11 +178,9 @@ class Channel:
         return validate(await self.receive(request_id), model)
 
     async def _fill(self) -> None:
-        if self._reader is None:
-            raise WorkerGone("channel not open")
         try:
-            data = await self._reader.read(READ_SIZE)
-        except (ConnectionError, OSError) as exc:
+            data = await asyncio.get_running_loop().sock_recv(self._sock, READ_SIZE)
+        except OSError as exc:
             raise WorkerGone(str(exc)) from exc
         if not data:
             raise WorkerGone("the worker closed its channel")
@@ -196,10 +188,7 @@ class Channel:
 
     def close(self) -> None:
         """Close the host end (the worker sees EOF)."""
-        if self._writer is not None:
-            self._writer.close()
-        else:
-            self._sock.close()
+        self._sock.close()
 
 
 def validate(frame: dict[str, Any], model: type[ReplyT]) -> ReplyT:

@@ -56,6 +56,8 @@ class CellResult:
     """Names of the artifacts returned (figures and output files)."""
     skipped: list[str] = field(default_factory=list)
     """Files that were not returned, each with the reason."""
+    not_loaded: list[str] = field(default_factory=list)
+    """Attached documents that could not be copied in, each with the reason."""
     reset: bool = False
     """The session's state was reset before or during this call."""
     reset_reason: str = ""
@@ -67,10 +69,7 @@ class CellResult:
         text = format_code_interpreter_result(success=self.success, stdout=stdout, stderr=stderr)
         if self.files:
             text += "\nFiles: " + ", ".join(self.files)
-        if self.skipped:
-            shown = self.skipped[:_MAX_LISTED]
-            more = len(self.skipped) - len(shown)
-            text += "\nNot returned: " + "; ".join(shown) + (f"; and {more} more" if more else "")
+        text += _listing("Not returned", self.skipped) + _listing("Not loaded", self.not_loaded)
         if self.reset:
             why = f" ({self.reset_reason})" if self.reset_reason else ""
             text += (
@@ -80,14 +79,22 @@ class CellResult:
         return text
 
 
+def _listing(title: str, items: list[str]) -> str:
+    if not items:
+        return ""
+    shown = items[:_MAX_LISTED]
+    more = len(items) - len(shown)
+    return f"\n{title}: " + "; ".join(shown) + (f"; and {more} more" if more else "")
+
+
 def valid_artifact_name(name: str) -> bool:
     """A figure name the worker makes, or a plain relative path under ``outputs/``."""
     if _FIGURE.match(name):
         return True
     if not name.startswith("outputs/") or len(name) > 512 or not name.isprintable():
         return False
-    parts = PurePosixPath(name).parts
-    return len(parts) > 1 and not any(p in ("..", ".", "") for p in parts) and "\\" not in name
+    parts = name.split("/")
+    return not any(p in ("..", ".", "") for p in parts) and "\\" not in name
 
 
 def artifact_mime(name: str) -> str:

@@ -11,7 +11,6 @@ No ``preexec_fn`` anywhere: it is unsafe in a threaded server.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import random
 import shutil
@@ -20,6 +19,7 @@ import socket
 import subprocess
 import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,10 +32,10 @@ from agentic.tools.code_interpreter.seccomp import compile_filter
 __all__ = [
     "LaunchPlan",
     "bwrap_args",
-    "launch_worker",
     "plan_for",
     "prlimit_args",
     "run_once",
+    "start_worker",
 ]
 
 WORKER_PATH: Final = "/opt/sbx/worker.py"
@@ -202,61 +202,68 @@ class UidPool:
 UIDS: Final = UidPool()
 
 
+def _spawn(
+    config: SandboxConfig,
+    plan: LaunchPlan,
+    uid: int | None,
+    inner: Sequence[str],
+    keep: tuple[int, ...] = (),
+    stdout: int = subprocess.PIPE,
+) -> subprocess.Popen[bytes]:
+    """Start ``inner`` in a fresh sandbox as ``uid``, its own process group, empty env."""
+    with _launch_fds(plan) as fds:
+        return subprocess.Popen(
+            _command(config, plan, fds, inner),
+            stdin=subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            env={},
+            process_group=0,
+            pass_fds=(fds.seccomp, fds.passwd, fds.group, *keep),
+            user=uid,
+            group=uid,
+            extra_groups=None if uid is None else [],
+        )
+
+
 def run_once(
     config: SandboxConfig, plan: LaunchPlan, code: str, *, timeout: float = 30.0
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ``python -I -c code`` in a fresh sandbox and wait for it (stdout/stderr captured)."""
     uid = UIDS.acquire(config.uid_range) if plan.as_root else None
     try:
-        with _launch_fds(plan) as fds:
-            argv = _command(config, plan, fds, [config.python, "-I", "-c", code])
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env={},
-                process_group=0,
-                pass_fds=(fds.seccomp, fds.passwd, fds.group),
-                user=uid,
-                group=uid,
-                extra_groups=None if uid is None else [],
-            )
+        proc = _spawn(config, plan, uid, [config.python, "-I", "-c", code])
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             _killpg(proc.pid)
             out, err = proc.communicate()
-        return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     finally:
         UIDS.release(uid)
 
 
-async def launch_worker(
+SPAWNER: Final = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentic-sandbox-spawner")
+"""The one thread that forks workers. bubblewrap's ``--die-with-parent`` follows the *thread*
+that forked it (PR_SET_PDEATHSIG), so it must be a thread that lives as long as the process,
+not a pool thread that may exit, nor the caller's event-loop thread."""
+
+
+def start_worker(
     config: SandboxConfig, plan: LaunchPlan, uid: int | None, preload: Sequence[str]
-) -> tuple[asyncio.subprocess.Process, socket.socket]:
-    """Start a worker sandbox; returns the process and the host end of its channel."""
+) -> tuple[subprocess.Popen[bytes], socket.socket]:
+    """Start a worker sandbox (blocking: run it on :data:`SPAWNER`); the process and the host
+    end of its channel. Its stderr pipe says why a launch failed."""
     host, inner = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
-        with _launch_fds(plan) as fds:
-            worker = [config.python, "-I", WORKER_PATH, str(inner.fileno()), ",".join(preload)]
-            proc = await asyncio.create_subprocess_exec(
-                *_command(config, plan, fds, worker),
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                env={},
-                process_group=0,
-                pass_fds=(fds.seccomp, fds.passwd, fds.group, inner.fileno()),
-                user=uid,
-                group=uid,
-                extra_groups=None if uid is None else [],
-            )
+        worker = [config.python, "-I", WORKER_PATH, str(inner.fileno()), ",".join(preload)]
+        proc = _spawn(config, plan, uid, worker, (inner.fileno(),), subprocess.DEVNULL)
     except BaseException:
         host.close()
         raise
     finally:
         inner.close()
+    host.setblocking(False)
     return proc, host
 
 

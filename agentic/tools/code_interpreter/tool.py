@@ -103,23 +103,24 @@ class CodeInterpreter:
 
     async def _run(self, sid: str, code: str, documents: tuple[Document, ...]) -> ToolResult:
         handle, reset = await self._pool.worker_for(sid)
-        skipped = await self._put_documents(handle, documents)
+        not_loaded = await self._put_documents(handle, documents)
         run = await self._execute(handle, code)
         if not run.started:  # the worker was gone before the cell ran: run it on a fresh one
             await self._pool.discard(sid)
             handle, _ = await self._pool.worker_for(sid)
             reset = run.lost
-            skipped = await self._put_documents(handle, documents)
+            not_loaded = await self._put_documents(handle, documents)
             run = await self._execute(handle, code)
         if run.reply is None:
             await self._pool.discard(sid)
             result = CellResult(success=False, stderr=_lost_text(run), reset=True)
+            result.not_loaded = not_loaded
             return ToolResult(content=result.render(self.config.max_output_chars))
         result = CellResult(
             success=run.reply.status == "ok",
             stdout=run.reply.stdout,
             stderr=run.reply.stderr,
-            skipped=skipped,
+            not_loaded=not_loaded,
             reset=bool(reset),
             reset_reason=reset,
         )
@@ -130,8 +131,6 @@ class CodeInterpreter:
 
     async def _execute(self, handle: WorkerHandle, code: str) -> CellRun:
         cfg = self.config
-        if not handle.alive:
-            return CellRun(lost="the interpreter process had exited")
         return await handle.run(code, cfg.timeout, cfg.kill_grace, cfg.max_output_chars)
 
     # --- files in and out -------------------------------------------------------------------
@@ -150,13 +149,11 @@ class CodeInterpreter:
                 continue
             if len(data) > self.config.max_document_bytes:
                 limit = self.config.max_document_bytes / _MIB
-                problems.append(
-                    f"{name} (document of {_mib(len(data))}, over the {limit:g} MiB cap)"
-                )
+                problems.append(f"{name} ({_mib(len(data))}, over the {limit:g} MiB cap)")
                 continue
             error = await self._put(handle, name, data)
             if error:
-                problems.append(f"{name} (could not be copied in: {error})")
+                problems.append(f"{name} ({error})")
             else:
                 handle.documents[name] = digest
         return problems
@@ -197,24 +194,28 @@ class CodeInterpreter:
         return artifacts
 
     async def _fetch(self, handle: WorkerHandle, entry: FileEntry) -> tuple[bytes, str]:
-        """The bytes of one figure or file, in chunks; or why they could not be read."""
-        cap = self.config.max_artifact_bytes
+        """The bytes of one figure or file, in chunks, never more than its listed size."""
         data = bytearray()
         while len(data) < entry.size:
-            message = {"op": "get", "name": entry.name, "offset": len(data), "length": CHUNK_BYTES}
+            want = min(CHUNK_BYTES, entry.size - len(data))
+            message = {"op": "get", "name": entry.name, "offset": len(data), "length": want}
             reply = await handle.request(message, _IO_TIMEOUT)
             if reply.status != "ok":
                 return b"", reply.message[:200] or "could not be read"
-            try:
-                chunk = base64.b64decode(reply.data_b64, validate=True)
-            except (binascii.Error, ValueError):
-                return b"", "unreadable reply"
+            chunk = _decoded(reply.data_b64, want)
             if not chunk:
-                break
+                return b"", "unreadable reply"
             data += chunk
-            if len(data) > cap:
-                return b"", f"over the {cap / _MIB:g} MiB cap"
         return bytes(data), ""
+
+
+def _decoded(data_b64: str, most: int) -> bytes:
+    """A chunk's bytes; empty if the base64 is broken or longer than asked for."""
+    try:
+        chunk = base64.b64decode(data_b64, validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+    return chunk if len(chunk) <= most else b""
 
 
 def _refusal(entry: FileEntry, cap: int) -> str:

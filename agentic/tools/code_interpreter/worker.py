@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import base64
 import builtins
+import contextlib
 import importlib
 import io
 import json
@@ -47,10 +48,18 @@ class CellTimeout(BaseException):
 class Worker:
     """The state of one interpreter: the cell namespace, figures and the outputs seen so far."""
 
-    def __init__(self, work: str = WORK, outputs: str = OUTPUTS, tmp: str = "/tmp") -> None:
+    def __init__(
+        self,
+        work: str = WORK,
+        outputs: str = OUTPUTS,
+        tmp: str = "/tmp",
+        idle_fds: tuple[int, int] | None = None,
+    ) -> None:
         self.work = work
         self.outputs = outputs
         self.tmp = tmp
+        self.idle_fds = idle_fds
+        """Where fds 1 and 2 point between cells (None: /dev/null)."""
         self.namespace: Json = {"__name__": "__main__", "__builtins__": builtins}
         self.figures: dict[str, bytes] = {}
         self.figure_count = 0
@@ -122,7 +131,7 @@ class Worker:
         started = time.monotonic()
         self.figures = {}
         out, err = _capture_file(self.tmp), _capture_file(self.tmp)
-        with Redirect(out, err):
+        with Redirect(out, err, self.idle_fds):
             status = self.run_cell(code, timeout)
             if os.getpid() != self.pid:  # a child the cell forked must not serve requests
                 os._exit(0)
@@ -145,17 +154,17 @@ class Worker:
             status = "ok"
         except CellTimeout:
             status = "timeout"
-            sys.stderr.write(
+            _say(
                 f"TimeoutError: the cell ran past its {timeout:g} s limit and was "
                 "interrupted (variables are kept)\n"
             )
         except SystemExit as exc:
             status = "ok" if exc.code in (None, 0) else "error"
             if status == "error":
-                sys.stderr.write(f"SystemExit: {exc.code}\n")
+                _say(f"SystemExit: {exc.code}\n")
         except BaseException as exc:  # the cell's own error, reported like Python would
             status = "error"
-            sys.stderr.write(format_exception(exc))
+            _say(format_exception(exc))
         finally:
             self.in_cell = False
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -181,12 +190,12 @@ class Worker:
                 self.figures[name] = buf.getvalue()
                 listed.append({"name": name, "size": len(self.figures[name])})
         except Exception as exc:  # a broken figure must not lose the cell's result
-            sys.stderr.write(f"could not save a figure: {type(exc).__name__}: {exc}\n")
+            _say(f"could not save a figure: {type(exc).__name__}: {exc}\n")
         finally:
             try:
                 plt.close("all")
             except Exception as exc:
-                sys.stderr.write(f"could not close figures: {exc}\n")
+                _say(f"could not close figures: {exc}\n")
         return listed
 
     def scan_outputs(self) -> list[Json]:
@@ -208,18 +217,26 @@ class Worker:
 class Redirect:
     """Point fds 1 and 2 at capture files for the cell, then back at /dev/null."""
 
-    def __init__(self, out: int, err: int) -> None:
+    def __init__(self, out: int, err: int, idle: tuple[int, int] | None = None) -> None:
         self.out = out
         self.err = err
+        self.idle = idle
+        self.saved: tuple[Any, Any] = (None, None)
 
     def __enter__(self) -> None:
         _flush()
-        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        self.saved = (sys.stdout, sys.stderr)
+        sys.stdout, sys.stderr = _std_stream("__stdout__", 1), _std_stream("__stderr__", 2)
         os.dup2(self.out, 1)
         os.dup2(self.err, 2)
 
     def __exit__(self, *exc: object) -> None:
         _flush()
+        sys.stdout, sys.stderr = self.saved
+        if self.idle is not None:
+            os.dup2(self.idle[0], 1)
+            os.dup2(self.idle[1], 2)
+            return
         null = os.open(os.devnull, os.O_WRONLY)
         os.dup2(null, 1)
         os.dup2(null, 2)
@@ -314,6 +331,22 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+def _std_stream(name: str, fd: int) -> Any:
+    """``sys.__stdout__``/``__stderr__``, reopened on its fd if a cell closed or removed it."""
+    stream = getattr(sys, name)
+    if stream is None or stream.closed:
+        stream = open(fd, "w", encoding="utf-8", errors="backslashreplace", closefd=False)  # noqa: SIM115
+        stream.reconfigure(write_through=True)
+        setattr(sys, name, stream)
+    return stream
+
+
+def _say(text: str) -> None:
+    """Write the worker's own note (traceback, timeout) to fd 2, whatever the cell did to sys."""
+    with contextlib.suppress(OSError):
+        os.write(2, text.encode("utf-8", errors="backslashreplace"))
+
+
 def _flush() -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
@@ -329,7 +362,7 @@ def preload(modules: list[str]) -> list[str]:
     for name in modules:
         try:
             importlib.import_module(name)
-        except Exception:
+        except (Exception, SystemExit):  # a module that exits on import is just not loaded
             missing.append(name)
     return missing
 
@@ -356,7 +389,7 @@ def serve(sock: socket.socket, worker: Worker, missing: list[str]) -> None:
         send(reply)
 
 
-def main(argv: list[str]) -> None:
+def main(argv: list[str]) -> None:  # pragma: no cover - runs only inside the sandbox
     """Detach from the launcher's stdio, keep only the channel fd, preload, then serve."""
     fd = int(argv[1])
     null = os.open(os.devnull, os.O_RDWR)
@@ -370,5 +403,5 @@ def main(argv: list[str]) -> None:
     serve(socket.socket(fileno=fd), Worker(), missing)
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # pragma: no cover
     main(sys.argv)
