@@ -41,7 +41,7 @@ from agentic.memory.loaders import (
 from agentic.memory.store import MemoryStore
 from agentic.memory.tool import KnowledgeSearch
 
-__all__ = [
+__all__ = [  # noqa: RUF022  (plain sorted order, as the exported-members test wants)
     "Chunk",
     "Chunker",
     "DEFAULT_CHUNK_TOKENS",

@@ -74,6 +74,8 @@ class Search:
             if term in df:
                 for chunk_id in ids:
                     presence[chunk_id] = presence.get(chunk_id, 0.0) + bm25.idf(term)
+        if not presence:
+            return []
         shortlist = sorted(presence, key=lambda c: -presence[c])[: max(4 * limit, 40)]
         got = await self.client.call(
             self.collection.get, ids=shortlist, include=["documents", "metadatas"]

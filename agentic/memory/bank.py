@@ -279,7 +279,22 @@ class MemoryBank:
     ) -> DocumentInfo:
         """Add a text, Markdown, HTML or PDF file; its id defaults to its path."""
         loaded = await asyncio.to_thread(read_file, path, max_bytes=self.max_document_bytes)
-        return await self._add_loaded(loaded, document_id, metadata)
+        return (await self._add_loaded([loaded], [document_id], metadata))[0]
+
+    async def add_files(
+        self,
+        paths: Sequence[str | Path],
+        *,
+        metadata: Mapping[str, MetadataValue] | None = None,
+    ) -> list[DocumentInfo]:
+        """Add several files, embedded together in batches; each one's id is its path.
+
+        Every file is read and checked before anything is stored: one bad file stores none.
+        """
+        loaded = await asyncio.to_thread(
+            lambda: [read_file(p, max_bytes=self.max_document_bytes) for p in paths]
+        )
+        return await self._add_loaded(loaded, [None] * len(loaded), metadata)
 
     async def add_url(
         self,
@@ -290,24 +305,26 @@ class MemoryBank:
     ) -> DocumentInfo:
         """Download and add a page or file (http/https); its id defaults to the URL."""
         loaded = await fetch_url(url, max_bytes=self.max_document_bytes, client=self._http)
-        return await self._add_loaded(loaded, document_id, metadata)
+        return (await self._add_loaded([loaded], [document_id], metadata))[0]
 
     async def _add_loaded(
         self,
-        loaded: LoadedDocument,
-        document_id: str | None,
+        loaded: Sequence[LoadedDocument],
+        document_ids: Sequence[str | None],
         metadata: Mapping[str, MetadataValue] | None,
-    ) -> DocumentInfo:
-        meta = _user_metadata(metadata, loaded.source)
-        item = _Input(
-            document_id or loaded.source,
-            loaded.source,
-            loaded.mime_type,
-            loaded.text,
-            meta,
-            title=loaded.title,
-        )
-        return (await self._ingest([item]))[0]
+    ) -> list[DocumentInfo]:
+        items = [
+            _Input(
+                doc_id or doc.source,
+                doc.source,
+                doc.mime_type,
+                doc.text,
+                _user_metadata(metadata, doc.source),
+                title=doc.title,
+            )
+            for doc, doc_id in zip(loaded, document_ids, strict=True)
+        ]
+        return await self._ingest(items)
 
     async def _ingest(self, items: Sequence[_Input]) -> list[DocumentInfo]:
         """Chunk, embed and store ``items``; unchanged documents are left alone."""
@@ -322,7 +339,7 @@ class MemoryBank:
             (
                 f"{item.document_id}#{c.position}",
                 c.text,
-                _chunk_metadata(item, c, chunks, chunking, now),
+                _chunk_metadata(item, c, chunks, chunking, now, heads.get(item.document_id)),
             )
             for item, chunks in zip(todo, pieces, strict=True)
             for c in chunks
@@ -344,7 +361,9 @@ class MemoryBank:
         return [_info({**heads, **fresh}[i.document_id]) for i in items]
 
     async def _store_records(
-        self, collection: Collection, records: Sequence[tuple[str, str, dict[str, MetadataValue]]]
+        self,
+        collection: Collection,
+        records: Sequence[tuple[str, str, dict[str, MetadataValue | None]]],
     ) -> None:
         """Embed in batches and upsert each batch while the next one is embedded."""
         client = self.store.client
@@ -563,9 +582,17 @@ def _split_all(chunker: Chunker, items: Sequence[_Input]) -> list[list[Chunk]]:
 
 
 def _chunk_metadata(
-    item: _Input, chunk: Chunk, chunks: Sequence[Chunk], chunking: str, added_at: str
-) -> dict[str, MetadataValue]:
-    meta: dict[str, MetadataValue] = {
+    item: _Input,
+    chunk: Chunk,
+    chunks: Sequence[Chunk],
+    chunking: str,
+    added_at: str,
+    old: Mapping[str, Any] | None,
+) -> dict[str, MetadataValue | None]:
+    """A chunk's metadata; keys the replaced version had and this one lacks are set to None,
+    which is how an upsert removes them (it merges metadata otherwise)."""
+    meta: dict[str, MetadataValue | None] = dict.fromkeys(old or ())
+    meta |= {
         **item.metadata,
         "document_id": item.document_id,
         "source": item.source,

@@ -75,12 +75,12 @@ class Embedder:
     would be truncated by the model, so the chunker keeps every chunk within it.
     """
 
-    def __init__(self, model: SentenceTransformer, *, name: str, batch_size: int = 32) -> None:
-        if batch_size < 1:
-            raise ConfigError("embedding batch_size must be at least 1")
+    batch_size: int = 32
+    """Inputs per forward pass of the model."""
+
+    def __init__(self, model: SentenceTransformer, *, name: str) -> None:
         self._model = model
         self.name = name
-        self.batch_size = batch_size
         self.dimension = _dimension(model, name)
         self._tokenizer = _private_tokenizer(model, name)
         specials = len(self._tokenizer.encode("a").ids) - len(
@@ -97,10 +97,6 @@ class Embedder:
     def tokenizer(self) -> Tokenizer:
         """The model's tokenizer, truncation and padding off (a private copy: never mutate)."""
         return self._tokenizer
-
-    def token_offsets(self, text: str) -> list[tuple[int, int]]:
-        """Character spans of the word pieces of ``text`` (special tokens not included)."""
-        return list(self._tokenizer.encode(text, add_special_tokens=False).offsets)
 
     def count_tokens_sync(self, text: str) -> int:
         """Word pieces in ``text`` without the special tokens, on the calling thread."""

@@ -163,3 +163,25 @@ def test_arbitrary_unicode_splits_within_the_model_limit(text: str) -> None:
     chunker = Chunker(TOKENIZER, max_tokens=MINILM_MAX, chunk_tokens=MINILM_MAX, overlap_tokens=20)
     chunks = chunker.split(text)
     check_invariants(text, chunks, chunker)
+
+
+def test_a_cut_inside_a_word_is_measured_again() -> None:
+    """Pieces cut out of a word tokenize differently on their own (here: into more pieces);
+    the chunk is shortened until its own count fits."""
+    word = "lattyykpyadzbtxbitfeqiiapafdfoyblgibbfsbqfzjgpjkrroagmkncfofwscyna"
+    offsets = pieces(word)
+    naive = [word[offsets[i][0] : offsets[min(i + 15, len(offsets)) - 1][1]] for i in (0, 15)]
+    assert max(len(pieces(t)) for t in naive) > 15
+    chunker = Chunker(TOKENIZER, max_tokens=15, chunk_tokens=15, overlap_tokens=0)
+    chunks = chunker.split(word)
+    check_invariants(word, chunks, chunker)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    word=st.text(alphabet="aeioubcdfgklmnprstxyzqjw", min_size=30, max_size=100),
+    size=st.integers(min_value=8, max_value=30),
+)
+def test_long_unknown_words_split_within_limits(word: str, size: int) -> None:
+    chunker = Chunker(TOKENIZER, max_tokens=size, chunk_tokens=size, overlap_tokens=size // 4)
+    check_invariants(word, chunker.split(word), chunker)

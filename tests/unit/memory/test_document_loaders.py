@@ -47,9 +47,11 @@ def make_pdf(pages: list[str]) -> bytes:
     return bytes(out)
 
 
-def blank_pdf() -> bytes:
+def blank_pdf(password: str | None = None) -> bytes:
     writer = PdfWriter()
     writer.add_blank_page(width=612, height=842)
+    if password:
+        writer.encrypt(password)
     buf = io.BytesIO()
     writer.write(buf)
     return buf.getvalue()
@@ -59,11 +61,12 @@ def test_html_keeps_visible_text_in_blocks() -> None:
     text, title = html_to_text(
         "<html><head><title>Hinges &amp; slides</title><style>p{color:red}</style></head>"
         "<body><script>var x = 1;</script><h1>Catalogue</h1><p>Brass&nbsp;hinge,"
-        "   <b>35&nbsp;mm</b>.</p><ul><li>one</li><li>two</li></ul>line<br>break"
+        "   <b>35&nbsp;mm</b>.</p><ul>\n <li>one</li>\n <li>two</li></ul>line<br>break<br/>"
+        "again"
         "<noscript>enable JS</noscript></body></html>"
     )
     assert title == "Hinges & slides"
-    assert text == "Catalogue\n\nBrass hinge, 35 mm.\n\none\ntwo\nline\nbreak"
+    assert text == "Catalogue\n\nBrass hinge, 35 mm.\n\none\ntwo\nline\nbreak\nagain"
 
 
 def test_the_corpus_html_has_no_markup_left() -> None:
@@ -88,6 +91,11 @@ def test_the_corpus_pdf_reads() -> None:
 def test_a_pdf_without_text_says_it_needs_ocr() -> None:
     with pytest.raises(DocumentError, match=r"scan\.pdf has no text to ingest \(a scanned PDF"):
         extract_text(blank_pdf(), "application/pdf", source="scan.pdf")
+
+
+def test_an_encrypted_pdf_says_so() -> None:
+    with pytest.raises(DocumentError, match="is an encrypted PDF; decrypt it first"):
+        extract_text(blank_pdf(password="secret"), None, source="locked.pdf")
 
 
 def test_a_broken_pdf_is_a_document_error() -> None:
