@@ -145,25 +145,20 @@ class SessionStore:
         return await self._open_postgres()
 
     async def _open_sqlite(self) -> tuple[BaseCheckpointSaver[Any], BaseStore]:
-        import aiosqlite
-        from langgraph.checkpoint.sqlite.aio import AsyncSqliteSaver
-        from langgraph.store.sqlite.aio import AsyncSqliteStore
+        from agentic.agent._sqlite import SqliteThread, ThreadedSqliteSaver, ThreadedSqliteStore
 
         path = self.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        # One connection in autocommit mode, one lock: checkpoints and records are written in
-        # turn, so the records' read-then-write transactions never race a checkpoint write
-        # (two connections on one file fail with "database is locked" under load).
-        # synchronous=NORMAL in WAL mode survives a killed process (not a power cut).
-        conn = await aiosqlite.connect(str(path), isolation_level=None, timeout=_BUSY_TIMEOUT)
-        self._stack.push_async_callback(conn.close)
-        await conn.execute("PRAGMA journal_mode=WAL")
-        await conn.execute("PRAGMA synchronous=NORMAL")
-        saver = AsyncSqliteSaver(conn, serde=state_serializer())
-        await saver.setup()
-        store = AsyncSqliteStore(conn)
-        store.lock = saver.lock
-        await store.setup()
+        # One connection on one thread: checkpoints and records are written in turn, so the
+        # records' read-then-write transactions never race a checkpoint write (two
+        # connections on one file fail with "database is locked" under load).
+        thread = SqliteThread(path, busy_timeout=_BUSY_TIMEOUT)
+        self._stack.push_async_callback(thread.aclose)
+        await thread.open()
+        saver = ThreadedSqliteSaver(thread, serde=state_serializer())
+        await saver.asetup()
+        store = ThreadedSqliteStore(thread)
+        await store.asetup()
         return saver, store
 
     async def _open_postgres(self) -> tuple[BaseCheckpointSaver[Any], BaseStore]:

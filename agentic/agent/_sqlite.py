@@ -1,0 +1,153 @@
+"""SQLite persistence in one thread: each checkpoint or store call is one hop to it.
+
+LangGraph's aiosqlite-based saver and store send every statement, fetch and commit to
+aiosqlite's thread separately: about 15 thread round trips per step of a turn, each a
+cross-thread wake-up. Here the sync :class:`SqliteSaver` / :class:`SqliteStore` run whole
+calls on one dedicated thread that owns the connection, so a step costs two hops (its
+writes, its checkpoint). Calls are serialized on that thread, which also keeps the records'
+read-then-write transactions from racing a checkpoint write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from langgraph.checkpoint.base import (
+    ChannelVersions,
+    Checkpoint,
+    CheckpointMetadata,
+    CheckpointTuple,
+)
+from langgraph.checkpoint.serde.base import SerializerProtocol
+from langgraph.checkpoint.sqlite import SqliteSaver
+from langgraph.store.base import Op, Result
+from langgraph.store.sqlite import SqliteStore
+
+from agentic.errors import ConfigError
+
+__all__ = ["SqliteThread", "ThreadedSqliteSaver", "ThreadedSqliteStore"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+RunnableConfig = Any  # langchain_core's RunnableConfig (a TypedDict) without importing it here
+
+
+class SqliteThread:
+    """One thread that owns one SQLite connection; ``run`` executes a call on it."""
+
+    def __init__(self, path: Path, *, busy_timeout: float) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentic-sqlite")
+        self._path = path
+        self._busy_timeout = busy_timeout
+        self.conn: sqlite3.Connection | None = None
+
+    async def open(self) -> sqlite3.Connection:
+        """Connect (WAL, autocommit) on the thread; ``synchronous=NORMAL`` survives a killed
+        process (not a power cut)."""
+        self.conn = await self.run(self._connect)
+        return self.conn
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                str(self._path),
+                isolation_level=None,
+                timeout=self._busy_timeout,
+                check_same_thread=False,  # created here, used only here; closed from here too
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise ConfigError(
+                f"cannot open the session database {str(self._path)!r}: {exc}"
+            ) from exc
+        return conn
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` on the SQLite thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: fn(*args, **kwargs))
+
+    async def aclose(self) -> None:
+        """Close the connection on its thread, then stop the thread."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            await self.run(conn.close)
+        self._executor.shutdown(wait=False)
+
+
+class ThreadedSqliteSaver(SqliteSaver):
+    """LangGraph's sync SQLite checkpointer with its async API run on the SQLite thread."""
+
+    def __init__(self, thread: SqliteThread, *, serde: SerializerProtocol | None = None) -> None:
+        assert thread.conn is not None, "open the SqliteThread first"
+        super().__init__(thread.conn, serde=serde)
+        self._thread = thread
+
+    async def asetup(self) -> None:
+        await self._thread.run(self.setup)
+
+    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
+        return await self._thread.run(self.get_tuple, config)
+
+    async def alist(
+        self,
+        config: RunnableConfig | None,
+        *,
+        filter: dict[str, Any] | None = None,
+        before: RunnableConfig | None = None,
+        limit: int | None = None,
+    ) -> AsyncIterator[CheckpointTuple]:
+        def collect() -> list[CheckpointTuple]:
+            return list(self.list(config, filter=filter, before=before, limit=limit))
+
+        for item in await self._thread.run(collect):
+            yield item
+
+    async def aput(
+        self,
+        config: RunnableConfig,
+        checkpoint: Checkpoint,
+        metadata: CheckpointMetadata,
+        new_versions: ChannelVersions,
+    ) -> RunnableConfig:
+        return await self._thread.run(self.put, config, checkpoint, metadata, new_versions)
+
+    async def aput_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        await self._thread.run(self.put_writes, config, writes, task_id, task_path)
+
+    async def adelete_thread(self, thread_id: str) -> None:
+        await self._thread.run(self.delete_thread, thread_id)
+
+    async def aget_delta_channel_history(
+        self, *, config: RunnableConfig, channels: Sequence[str]
+    ) -> Mapping[str, Any]:
+        return await self._thread.run(
+            self.get_delta_channel_history, config=config, channels=channels
+        )
+
+
+class ThreadedSqliteStore(SqliteStore):
+    """LangGraph's sync SQLite store with ``abatch`` run on the SQLite thread."""
+
+    def __init__(self, thread: SqliteThread) -> None:
+        assert thread.conn is not None, "open the SqliteThread first"
+        super().__init__(thread.conn)
+        self._thread = thread
+
+    async def asetup(self) -> None:
+        await self._thread.run(self.setup)
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        return await self._thread.run(self.batch, list(ops))
