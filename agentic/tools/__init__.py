@@ -29,13 +29,17 @@ from agentic.tools.base import (
     ToolRetry,
 )
 from agentic.tools.brave import BraveSearch
+from agentic.tools.code_interpreter import CellResult, CodeInterpreter, SandboxConfig, WorkerInfo
 from agentic.tools.executor import ToolExecutor, unparsable_response
 from agentic.tools.function import FunctionTool, tool
 from agentic.tools.wolfram import WolframAlpha
 
 __all__ = [
     "BraveSearch",
+    "CellResult",
+    "CodeInterpreter",
     "FunctionTool",
+    "SandboxConfig",
     "SearchError",
     "Tool",
     "ToolArgumentsError",
@@ -49,6 +53,7 @@ __all__ = [
     "ToolResult",
     "ToolRetry",
     "WolframAlpha",
+    "WorkerInfo",
     "tool",
     "unparsable_response",
 ]

@@ -47,7 +47,7 @@ def test_snippet_runs(
     if "brave_search" in code and "VLLMServer(" in code:
         assert "tool_name='brave_search'" in out
         assert [r.path for r in server.requests] == ["/v1/models", "/v1/completions"]
-    if "Agent(" in code:
+    if "Agent(" in code and ".run_sync(" in code:
         assert "It is 25 degrees and sunny in Paris." in out
         assert "['inference', 'tool_execution', 'inference']" in out
         assert (tmp_path / "sessions.sqlite").exists()
