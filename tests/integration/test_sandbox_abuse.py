@@ -539,6 +539,19 @@ async def test_namespaces_and_mounts_are_refused(sandbox: CodeInterpreter) -> No
     assert "setuid EINVAL 65534" in text  # uid 0 does not even exist in its user namespace
 
 
+async def test_no_privileges_can_be_gained(sandbox: CodeInterpreter) -> None:
+    code = (
+        "import subprocess\nstatus = dict(l.split(':\\t', 1) for l in open('/proc/self/status')"
+        " if ':\\t' in l)\n"
+        "print('nnp', status['NoNewPrivs'].strip(), 'caps', status['CapEff'].strip(),"
+        " status['CapBnd'].strip(), 'seccomp', status['Seccomp'].strip())\n"
+        "print('su', subprocess.run(['/usr/bin/su', '-c', 'id'], capture_output=True).returncode)"
+    )
+    text = await text_of(sandbox, code)
+    assert "nnp 1 caps 0000000000000000 0000000000000000 seccomp 2" in text
+    assert "su 0" not in text  # setuid binaries do not elevate under no_new_privs
+
+
 async def test_rlimits_cannot_be_raised(sandbox: CodeInterpreter) -> None:
     code = (
         "import resource\n"

@@ -21,6 +21,14 @@ MIB: Final = 1024 * KIB
 GIB: Final = 1024 * MIB
 
 DEFAULT_PRELOAD: Final = ("numpy", "pandas", "matplotlib", "matplotlib.pyplot")
+_LAUNCH_FIELDS: Final = frozenset(
+    {
+        *("python", "bwrap", "prlimit", "ro_binds", "uid_range"),
+        *("cpu_seconds", "memory_bytes", "max_processes", "max_file_bytes", "max_open_files"),
+        *("work_bytes", "tmp_bytes", "shm_bytes"),
+    }
+)
+"""The fields that change how a sandbox starts (and so whether it can)."""
 _POSITIVE_SECONDS: Final = ("timeout", "kill_grace", "start_timeout", "idle_ttl", "max_lifetime")
 _POSITIVE_INTS: Final = (
     "cpu_seconds",
@@ -157,5 +165,4 @@ class SandboxConfig:
 
     def launch_key(self) -> tuple[object, ...]:
         """The fields that decide whether the sandbox can start (the probe is cached on it)."""
-        launch = ("python", "bwrap", "prlimit", "ro_binds", "memory_bytes", "max_processes")
-        return tuple(getattr(self, f.name) for f in fields(self) if f.name in launch)
+        return tuple(getattr(self, f.name) for f in fields(self) if f.name in _LAUNCH_FIELDS)

@@ -406,6 +406,8 @@ class WorkerPool:
         except asyncio.CancelledError:
             started.add_done_callback(_kill_orphan)
             raise
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ToolError(f"the sandbox did not start: {exc}") from exc
         return WorkerHandle(process, Channel(sock), uid, preload, self.config.cpu_seconds)
 
     # --- background tasks -------------------------------------------------------------------

@@ -341,16 +341,29 @@ def _probe(config: SandboxConfig) -> LaunchPlan:
         bpf=compile_filter(config.python),
         as_root=os.geteuid() == 0,
     )
-    done = run_once(config, plan, _PROBE_CODE)
+    try:
+        done = run_once(config, plan, _PROBE_CODE)
+    except (OSError, subprocess.SubprocessError) as exc:  # e.g. setuid to an unmapped uid
+        raise ConfigError(
+            f"cannot start the code-interpreter sandbox: {exc}. As root, each sandbox runs as a "
+            f"host uid from SandboxConfig.uid_range {config.uid_range}; in a container, pick "
+            "a range its user namespace maps"
+        ) from exc
     out = done.stdout.decode(errors="replace").strip()
     if done.returncode != 0 or out != PROBE_OK:
         detail = (done.stderr.decode(errors="replace").strip() or out)[-600:]
+        uids = (
+            f" As root, each sandbox runs as a host uid from SandboxConfig.uid_range "
+            f"{config.uid_range}: the range must be uids the kernel can map."
+            if plan.as_root
+            else ""
+        )
         raise ConfigError(
             f"the code-interpreter sandbox does not work here (bwrap exited {done.returncode}: "
             f"{detail or 'no output'}). It needs unprivileged user namespaces "
             "(sysctl kernel.unprivileged_userns_clone=1 and user.max_user_namespaces > 0; "
             "on Ubuntu 23.10+ an AppArmor profile that allows bwrap to create them) and a "
-            "container runtime that allows them (Docker's default seccomp profile does not). "
-            "Code is never run without the sandbox."
+            f"container runtime that allows them (Docker's default seccomp profile does not).{uids}"
+            " Code is never run without the sandbox."
         )
     return plan

@@ -65,3 +65,4 @@ def test_the_probe_key_covers_what_decides_the_launch() -> None:
     assert base.launch_key() == SandboxConfig(timeout=3, pool_size=0).launch_key()
     assert base.launch_key() != SandboxConfig(bwrap="/opt/bwrap").launch_key()
     assert base.launch_key() != dataclasses.replace(base, memory_bytes=1 << 30).launch_key()
+    assert base.launch_key() != dataclasses.replace(base, uid_range=(300_000, 300_100)).launch_key()

@@ -209,3 +209,11 @@ def test_an_interpreter_that_cannot_run_is_a_clear_error(tmp_path: Path) -> None
 def test_a_plan_is_plain_data() -> None:
     plan = LaunchPlan(bwrap="b", prlimit="p", worker="w", bpf=b"", as_root=False)
     assert plan.bwrap == "b"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="uids are only switched when running as root")
+def test_uids_the_kernel_cannot_map_point_at_uid_range() -> None:
+    with pytest.raises(ConfigError) as info:
+        CodeInterpreter(SandboxConfig(uid_range=(2**32 - 33, 2**32 - 1), max_workers=8))
+    assert "setting up uid map" in str(info.value)
+    assert "SandboxConfig.uid_range (4294967263, 4294967295)" in str(info.value)
