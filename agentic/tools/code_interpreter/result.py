@@ -20,12 +20,30 @@ from typing import Final
 from agentic.llama.system_prompts import format_code_interpreter_result
 from agentic.types import Document
 
-__all__ = ["CellResult", "artifact_mime", "clip", "document_filename", "valid_artifact_name"]
+__all__ = [
+    "CellResult",
+    "artifact_mime",
+    "clip",
+    "document_filename",
+    "human_size",
+    "valid_artifact_name",
+]
 
 _FIGURE: Final = re.compile(r"^figure_[0-9]{1,9}\.png$")
 _UNSAFE: Final = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME: Final = 100
 _MAX_LISTED: Final = 20
+
+
+def human_size(size: float) -> str:
+    """``2.5 MiB``, ``12.0 KiB``, ``800 bytes``: sizes as a reader wants them."""
+    if size < 1024:
+        return f"{size:g} bytes"
+    for unit in ("KiB", "MiB"):
+        size /= 1024
+        if size < 1024 or unit == "MiB":
+            break
+    return f"{size:.1f} {unit}"
 
 
 def clip(text: str, limit: int) -> str:

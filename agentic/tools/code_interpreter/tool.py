@@ -23,6 +23,7 @@ from agentic.tools.code_interpreter.result import (
     CellResult,
     artifact_mime,
     document_filename,
+    human_size,
     valid_artifact_name,
 )
 from agentic.tools.code_interpreter.sandbox import plan_for
@@ -34,7 +35,6 @@ CHUNK_BYTES: Final = 1024 * 1024
 """Bytes per ``put``/``get`` frame (1.4 MiB as base64, well under the frame cap)."""
 _IO_TIMEOUT: Final = 30.0
 _NOTES_CHARS: Final = 8192
-_MIB: Final = 1024 * 1024
 
 
 class CodeInterpreter:
@@ -148,8 +148,8 @@ class CodeInterpreter:
             if handle.documents.get(name) == digest:
                 continue
             if len(data) > self.config.max_document_bytes:
-                limit = self.config.max_document_bytes / _MIB
-                problems.append(f"{name} ({_mib(len(data))}, over the {limit:g} MiB cap)")
+                limit = human_size(self.config.max_document_bytes)
+                problems.append(f"{name} ({human_size(len(data))}, over the {limit} cap)")
                 continue
             error = await self._put(handle, name, data)
             if error:
@@ -224,7 +224,7 @@ def _refusal(entry: FileEntry, cap: int) -> str:
     if not valid_artifact_name(entry.name):
         return "not a plain file name under outputs/"
     if entry.size > cap:
-        return f"{_mib(entry.size)}, over the {cap / _MIB:g} MiB cap"
+        return f"{human_size(entry.size)}, over the {human_size(cap)} cap"
     return ""
 
 
@@ -236,10 +236,6 @@ def _lost_text(run: CellRun) -> str:
 def _shown(name: str) -> str:
     """A file name as listed for the model: as is if plain, quoted if odd."""
     return name if name.isprintable() and len(name) <= 120 else repr(name[:120])
-
-
-def _mib(size: int) -> str:
-    return f"{size / _MIB:.1f} MiB"
 
 
 def _unique(name: str, used: set[str]) -> str:

@@ -10,6 +10,7 @@ from agentic.tools.code_interpreter.result import (
     clip,
     document_filename,
     fit_streams,
+    human_size,
     valid_artifact_name,
 )
 from agentic.types import Document
@@ -121,3 +122,17 @@ def test_artifact_mime_types() -> None:
 def test_document_file_names_are_safe(name: str, mime: str, expected: str) -> None:
     doc = Document(content="x", name=name, mime_type=mime)
     assert document_filename(doc, 2) == expected
+
+
+@pytest.mark.parametrize(
+    ("size", "text"),
+    [
+        (0, "0 bytes"),
+        (1000, "1000 bytes"),
+        (1536, "1.5 KiB"),
+        (10 << 20, "10.0 MiB"),
+        (3 << 30, "3072.0 MiB"),
+    ],
+)
+def test_sizes_read_naturally(size: int, text: str) -> None:
+    assert human_size(size) == text

@@ -121,7 +121,7 @@ async def test_large_and_oversized_documents() -> None:
     finally:
         await tool.aclose()
     assert hashlib.sha256(b"x" * 2_500_000).hexdigest() in out
-    assert out.endswith("\nNot loaded: huge.txt (3.0 MiB, over the 3 MiB cap)")
+    assert out.endswith("\nNot loaded: huge.txt (3.0 MiB, over the 3.0 MiB cap)")
 
 
 async def test_a_document_that_cannot_be_written_is_reported(tool: CodeInterpreter) -> None:
@@ -167,8 +167,8 @@ async def test_artifact_caps_per_file_and_per_call() -> None:
     assert [a.name for a in result.artifacts] == ["outputs/f0.txt", "outputs/f1.txt"]
     assert isinstance(result.content, str)
     assert result.content.endswith(
-        "Files: outputs/f0.txt, outputs/f1.txt\nNot returned: outputs/z.bin (0.0 MiB, over the "
-        "0.000953674 MiB cap); 2 more files (at most 2 per call)"
+        "Files: outputs/f0.txt, outputs/f1.txt\nNot returned: outputs/z.bin (4.9 KiB, over the "
+        "1000 bytes cap); 2 more files (at most 2 per call)"
     )
 
 
