@@ -292,6 +292,7 @@ class WorkerPool:
         """Stop the session's worker (its result says why, so no note is kept)."""
         handle = self._sessions.pop(session_id, None)
         if handle is not None:
+            self._poke()
             await handle.stop()
 
     def discard_now(self, session_id: str, reason: str) -> None:
@@ -299,6 +300,7 @@ class WorkerPool:
         handle = self._sessions.pop(session_id, None)
         self._note_reset(session_id, reason)
         if handle is not None:
+            self._poke()
             handle.terminate()
             task = asyncio.get_running_loop().create_task(handle.stop())
             self._stopping.add(task)
@@ -309,6 +311,7 @@ class WorkerPool:
         self._resets.pop(session_id, None)
         handle = self._sessions.pop(session_id, None)
         if handle is not None:
+            self._poke()
             await handle.stop()
 
     def workers(self) -> list[WorkerInfo]:
@@ -319,6 +322,12 @@ class WorkerPool:
     def _forget(self, session_id: str, reason: str) -> None:
         self._sessions.pop(session_id, None)
         self._note_reset(session_id, reason)
+        self._poke()
+
+    def _poke(self) -> None:
+        """Wake the refill: a worker was taken or room was freed."""
+        if self._wake is not None:
+            self._wake.set()
 
     def _note_reset(self, session_id: str, reason: str) -> None:
         self._resets[session_id] = reason
@@ -335,8 +344,7 @@ class WorkerPool:
         """A pooled worker if one is ready, else a fresh bare one (evicting if full)."""
         while self._warm:
             handle = self._warm.popleft()
-            if self._wake is not None:
-                self._wake.set()
+            self._poke()
             if handle.alive:
                 return handle
             await handle.stop()
@@ -455,6 +463,5 @@ class WorkerPool:
         stale = [h for h in self._warm if not h.alive or now - h.started_at > cfg.max_lifetime]
         for handle in stale:
             self._warm.remove(handle)
+            self._poke()
             await handle.stop()
-        if stale and self._wake is not None:
-            self._wake.set()

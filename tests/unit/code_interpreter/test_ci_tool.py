@@ -482,3 +482,28 @@ def test_file_chunks_are_checked(data: str, most: int, expected: bytes) -> None:
     from agentic.tools.code_interpreter.tool import _decoded
 
     assert _decoded(data, most) == expected
+
+
+async def pooled(tool: CodeInterpreter, within: float = 5.0) -> list[int]:
+    """Pids of the pooled workers, waiting up to ``within`` seconds for the refill."""
+    for _ in range(int(within / 0.02)):
+        await asyncio.sleep(0.02)
+        warm = [w.pid for w in tool.workers() if w.session_id is None]
+        if warm:
+            return warm
+    return []
+
+
+async def test_the_pool_refills_when_room_is_freed() -> None:
+    tool = await make(SandboxConfig(pool_size=1, max_workers=2, preload=()))
+    try:
+        await tool.start()
+        assert await pooled(tool)
+        await text(tool, "pass", session="a")
+        assert await pooled(tool)  # refilled: one session, one pooled
+        await text(tool, "pass", session="b")  # takes it: two sessions fill every slot
+        assert await pooled(tool, within=0.5) == []
+        await tool.close_session("a")
+        assert await pooled(tool)  # room again: the pool warms a worker
+    finally:
+        await tool.aclose()
