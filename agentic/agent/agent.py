@@ -29,6 +29,7 @@ from agentic.agent.config import AgentConfig
 from agentic.agent.core import AgentCore, build_core
 from agentic.agent.graph import build_graph
 from agentic.agent.inputs import client_responses, documents_of, user_message
+from agentic.agent.retrieval import DocumentBanks
 from agentic.agent.steps import TurnContext, TurnState
 from agentic.agent.store import SessionStore
 from agentic.agent.types import (
@@ -108,6 +109,7 @@ class Agent:
             checkpointer=checkpointer,
             store=store,
         )
+        self.documents = DocumentBanks(self.settings, self.core.retrievers)
         self._graph: Graph | None = None
         self._open_lock = asyncio.Lock()
         self._running: set[str] = set()
@@ -139,6 +141,7 @@ class Agent:
             close = getattr(tool, "aclose", None)
             if close is not None:
                 await close()
+        await self.documents.aclose()
         if self._owns_backend:
             close = getattr(self.backend, "aclose", None)
             if close is not None:
@@ -201,7 +204,11 @@ class Agent:
         await self._ensure_open()
         if session_id in self._running:
             raise SessionBusyError(session_id)
+        graph = await self._ensure_open()
+        state = await graph.aget_state({"configurable": {"thread_id": session_id}})
         await self.sessions.delete_session(session_id)
+        if state.values.get("session_bank"):  # its long documents' bank goes with it
+            await self.documents.drop(session_id)
         for tool in self.core.executor.tools.values():
             close = getattr(tool, "close_session", None)
             if close is not None:  # e.g. the session's code-interpreter worker
@@ -247,7 +254,7 @@ class Session:
         self.agent = agent
         self.info = info
         self._config: Any = {"configurable": {"thread_id": info.session_id}}
-        self._context = TurnContext(agent.core, info.session_id, agent.sessions)
+        self._context = TurnContext(agent.core, info.session_id, agent.sessions, agent.documents)
         self._last: Turn | None = None
         self._known = False
 
@@ -270,6 +277,7 @@ class Session:
         """Run a turn, streaming its events; ``await`` the result for the :class:`Turn`."""
         user = user_message(message, images, self.agent.core.spec)
         docs = documents_of(documents)
+        self.agent.documents.check(docs, self.agent.config.inline_document_tokens)
         return TurnStream(self._new_turn(user, docs))
 
     async def run(

@@ -13,9 +13,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from agentic.agent.guarding import CodeScanner
 from agentic.errors import ConfigError
 from agentic.memory.base import Retriever
-from agentic.shields.base import DEFAULT_REFUSAL, Shield
+from agentic.shields.base import DEFAULT_REFUSAL, Shield, TextScanner
 from agentic.tools.base import Tool
 from agentic.types import SamplingParams, ToolDefinition, ToolPromptFormat
 
@@ -69,9 +70,32 @@ class AgentConfig(BaseModel):
     the first inference of a turn, then the model is free to answer."""
     tool_prompt_format: ToolPromptFormat | None = None
     input_shields: list[str | Shield] = Field(default_factory=list)
+    """Judge the user's message; they run while the first inference already streams, and
+    its tokens are held until they pass."""
     output_shields: list[str | Shield] = Field(default_factory=list)
+    """Judge the agent's text before any of it is released (see ``output_shield_chunk``)."""
+    data_shields: list[str | TextScanner] = Field(default_factory=list)
+    """Scanners (e.g. Prompt Guard) of tool results and retrieved chunks: flagged text is
+    withheld from the model and replaced by a short notice."""
+    code_shields: list[str | CodeScanner] = Field(default_factory=list)
+    """Scanners (e.g. CodeShield) of code-interpreter code before it runs: insecure code is
+    not run, and the model is told why."""
+    shield_timeout: float = Field(default=30.0, gt=0)
+    """Seconds one shield call may take."""
+    shield_failure: Literal["block", "allow"] = "block"
+    """What a shield that times out or fails means: ``block`` (fail closed: a violation, or
+    withheld content) or ``allow`` (recorded in the step, and the turn goes on)."""
+    output_shield_chunk: int | None = Field(default=None, ge=1)
+    """``None``: the whole answer is checked before any of it is released. ``N``: it is
+    released N sentences at a time, each chunk checked with everything released before it."""
     memory_banks: list[str | Retriever] = Field(default_factory=list)
     retrieval_limit: int = Field(default=5, ge=1)
+    """Chunks retrieved per turn at most (across all banks)."""
+    retrieval_token_budget: int = Field(default=2048, ge=1)
+    """Tokens of retrieved context a turn may add to the prompt: best chunks first."""
+    inline_document_tokens: int = Field(default=1024, ge=0)
+    """Documents attached to a turn up to this many tokens go into the prompt whole; longer
+    ones are chunked into the session's document bank and retrieved from."""
     max_infer_iters: int = Field(default=10, ge=1)
     response_format: type[BaseModel] | dict[str, Any] | None = None
     """A pydantic model or a JSON schema the final answer must follow."""

@@ -1,15 +1,18 @@
 """The LangGraph ``StateGraph`` of a turn.
 
 ```
-START ─► input_shields ─► memory_retrieval ─► inference ─► output_shields ─► END
-              │ blocked          (skipped when       ▲  │
-              ▼                   not needed)        │  ├─► tool_execution ─┐
-             END                                     │  └─► client_tools ◄──┤ (interrupt)
-                                                     └──────────────────────┘
+START ─► memory_retrieval ─► inference ─► END  (the answer, or a shield's refusal)
+  │       (when needed)        ▲  ▲  │
+  └────────────────────────────┘  │  ├─► tool_execution ─┐
+                                  │  └─► client_tools ◄──┤ (interrupt)
+                                  └──────────────────────┘
 ```
 
-Every node records one step; conditional edges skip shields and retrieval the agent does not
-have, and end the turn when a node completed it.
+Every node records its steps; conditional edges skip retrieval when the agent has nothing to
+retrieve from, and end the turn when a node completed it. Shields are no nodes of their own:
+input shields run concurrently with the turn's first inference and output shields check its
+text before release, both inside the inference node (a refusal ends the turn there); data and
+code shields run inside tool_execution.
 """
 
 from __future__ import annotations
@@ -25,14 +28,7 @@ from agentic.agent.types import TurnStatus
 
 __all__ = ["NODES", "build_graph"]
 
-NODES = (
-    "input_shields",
-    "memory_retrieval",
-    "inference",
-    "tool_execution",
-    "client_tools",
-    "output_shields",
-)
+NODES = ("memory_retrieval", "inference", "tool_execution", "client_tools")
 
 
 class _Routes:
@@ -45,16 +41,13 @@ class _Routes:
         self.core = core
 
     def _needs_memory(self, state: TurnState) -> bool:
-        return bool(self.core.retrievers) or bool(state["turn"].documents)
+        return (
+            bool(self.core.retrievers)
+            or bool(state["turn"].documents)
+            or bool(state.get("session_bank"))
+        )
 
     async def start(self, state: TurnState) -> str:
-        if self.core.input_shields:
-            return "input_shields"
-        return "memory_retrieval" if self._needs_memory(state) else "inference"
-
-    async def after_input_shields(self, state: TurnState) -> str:
-        if state["turn"].status is TurnStatus.completed:
-            return END
         return "memory_retrieval" if self._needs_memory(state) else "inference"
 
     async def after_inference(self, state: TurnState) -> str:
@@ -67,7 +60,7 @@ class _Routes:
             return "tool_execution"
         if any(c.tool_name not in self.core.client_tools for c in pending):
             return "tool_execution"
-        return "client_tools" if pending else "output_shields"
+        return "client_tools" if pending else END
 
     @staticmethod
     async def after_tools(state: TurnState) -> str:
@@ -78,25 +71,17 @@ def build_graph(core: AgentCore) -> StateGraph[TurnState, TurnContext, Any, Any]
     """The turn graph of one agent (compile it with a checkpointer and store)."""
     routes = _Routes(core)
     graph = StateGraph(TurnState, context_schema=TurnContext)
-    graph.add_node("input_shields", steps.input_shields)
     graph.add_node("memory_retrieval", steps.memory_retrieval)
     graph.add_node("inference", steps.inference)
     graph.add_node("tool_execution", steps.tool_execution)
     graph.add_node("client_tools", steps.client_tools)
-    graph.add_node("output_shields", steps.output_shields)
-    graph.add_conditional_edges(
-        START, routes.start, ["input_shields", "memory_retrieval", "inference"]
-    )
-    graph.add_conditional_edges(
-        "input_shields", routes.after_input_shields, ["memory_retrieval", "inference", END]
-    )
+    graph.add_conditional_edges(START, routes.start, ["memory_retrieval", "inference"])
     graph.add_edge("memory_retrieval", "inference")
     graph.add_conditional_edges(
         "inference",
         routes.after_inference,
-        ["inference", "tool_execution", "client_tools", "output_shields", END],
+        ["inference", "tool_execution", "client_tools", END],
     )
     graph.add_conditional_edges("tool_execution", routes.after_tools, ["client_tools", "inference"])
     graph.add_edge("client_tools", "inference")
-    graph.add_edge("output_shields", END)
     return graph

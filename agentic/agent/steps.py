@@ -1,7 +1,10 @@
-"""The steps of a turn, one graph node each: shields, memory retrieval, inference, tools.
+"""The steps of a turn, one graph node each: memory retrieval, inference, tools.
 
-Each node reads the turn state, records one typed step, streams its events through LangGraph's
-stream writer and returns the state update. A node that ends the turn calls :func:`finish`.
+Each node reads the turn state, records its typed steps, streams their events through
+LangGraph's stream writer and returns the state update. A node that ends the turn calls
+:func:`finish`. Shields live inside the nodes they guard: input and output shields around the
+inference's stream (:mod:`agentic.agent.gates`), data and code shields around the tools
+(:mod:`agentic.agent.guarding`).
 """
 
 from __future__ import annotations
@@ -15,11 +18,14 @@ from langgraph.runtime import Runtime
 from langgraph.types import interrupt
 
 from agentic.agent.core import AgentCore
-from agentic.agent.inference import InferenceResult, answer_conforms, run_inference
+from agentic.agent.gates import guarded_inference
+from agentic.agent.guarding import run_tool_calls, screen_tool_responses
+from agentic.agent.inference import InferenceResult, answer_conforms
 from agentic.agent.prompting import context_block
+from agentic.agent.retrieval import DocumentBanks, retrieve_for_turn
 from agentic.agent.types import (
+    CodeCheck,
     MemoryRetrievalStep,
-    ShieldCallStep,
     Step,
     StepComplete,
     StepStart,
@@ -31,8 +37,7 @@ from agentic.agent.types import (
     new_id,
     utcnow,
 )
-from agentic.memory.base import RetrievedChunk
-from agentic.shields.base import Shield, ShieldStage, Violation
+from agentic.config import Settings
 from agentic.tools.base import ToolContext, ToolResponse
 from agentic.tools.executor import unparsable_response
 from agentic.types import AssistantMessage, Message, ToolCall, UserMessage, content_text
@@ -42,9 +47,7 @@ __all__ = [
     "TurnState",
     "client_tools",
     "inference",
-    "input_shields",
     "memory_retrieval",
-    "output_shields",
     "tool_execution",
 ]
 
@@ -70,6 +73,8 @@ class TurnState(TypedDict, total=False):
     """Inferences made in this turn."""
     reformat: bool
     """The answer missed the response format: ask again, tools off, with guided decoding."""
+    session_bank: bool
+    """The session has a document bank (a long document was attached to one of its turns)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +84,8 @@ class TurnContext:
     core: AgentCore
     session_id: str
     store: SessionRecorder
+    documents: DocumentBanks | None = None
+    """Where the session's long attached documents are chunked (None: nowhere)."""
 
 
 class SessionRecorder(Protocol):
@@ -93,11 +100,6 @@ Rt = Runtime[TurnContext]
 def with_step(turn: Turn, step: Step, **update: Any) -> Turn:
     """The turn with ``step`` appended."""
     return turn.model_copy(update={"steps": [*turn.steps, step], **update})
-
-
-def _visible_history(state: TurnState) -> list[Message]:
-    history = state.get("history") or []
-    return history[state.get("context_start", 0) :]
 
 
 async def finish(
@@ -125,82 +127,13 @@ async def finish(
     return update
 
 
-# --- shields ------------------------------------------------------------------------------
-
-
-async def _check_one(
-    shield: Shield, messages: Sequence[Message], stage: ShieldStage
-) -> Violation | None:
-    """One shield's verdict; a shield that fails blocks (fail closed)."""
-    try:
-        return await shield.check(messages, stage=stage)
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:  # a shield boundary: its failure must not let content through
-        return Violation(
-            shield=shield.name, categories=["shield_error"], message=f"{type(exc).__name__}: {exc}"
-        )
-
-
-async def _shield_step(
-    rt: Rt, turn: Turn, shields: Sequence[Shield], messages: list[Message], stage: ShieldStage
-) -> ShieldCallStep:
-    step_id, started = new_id(), utcnow()
-    rt.stream_writer(
-        StepStart(turn_id=turn.turn_id, step_id=step_id, step_type=StepType.shield_call)
-    )
-    verdicts = await asyncio.gather(*(_check_one(s, messages, stage) for s in shields))
-    violation = next((v for v in verdicts if v is not None), None)
-    step = ShieldCallStep(
-        step_id=step_id,
-        turn_id=turn.turn_id,
-        started_at=started,
-        completed_at=utcnow(),
-        stage=stage,
-        shields=[s.name for s in shields],
-        violation=violation,
-    )
-    rt.stream_writer(StepComplete(turn_id=turn.turn_id, step=step))
-    return step
-
-
-def _refusal(core: AgentCore) -> AssistantMessage:
-    return AssistantMessage(content=core.config.refusal_message)
-
-
-async def input_shields(state: TurnState, runtime: Rt) -> TurnState:
-    """Check the new user message (with the visible history as context)."""
-    core, turn = runtime.context.core, state["turn"]
-    conversation = [*_visible_history(state), *state["messages"]]
-    step = await _shield_step(runtime, turn, core.input_shields, conversation, "input")
-    turn = with_step(turn, step)
-    if step.violation is not None:
-        return await finish(state, runtime, turn, _refusal(core), keep=False)
-    return {"turn": turn}
-
-
-async def output_shields(state: TurnState, runtime: Rt) -> TurnState:
-    """Check the answer; a violation replaces it with the refusal (in history too)."""
-    core, turn = runtime.context.core, state["turn"]
-    messages = state["messages"]
-    answer = messages[-1]
-    assert isinstance(answer, AssistantMessage)
-    conversation = [*_visible_history(state), *messages]
-    step = await _shield_step(runtime, turn, core.output_shields, conversation, "output")
-    turn = with_step(turn, step)
-    if step.violation is not None:
-        answer = _refusal(core)
-    state = {**state, "messages": messages[:-1]}
-    return await finish(state, runtime, turn, answer)
-
-
 # --- memory ------------------------------------------------------------------------------
 
 
 async def memory_retrieval(state: TurnState, runtime: Rt) -> TurnState:
-    """Retrieve for the user's message from every bank, add the turn's documents, and put
-    the result into the user message's context."""
-    core, turn = runtime.context.core, state["turn"]
+    """Retrieve for the user's message from every bank (and the session's long documents),
+    put short documents in whole, and make that the user message's context."""
+    core, turn, ctx = runtime.context.core, state["turn"], runtime.context
     step_id, started = new_id(), utcnow()
     runtime.stream_writer(
         StepStart(turn_id=turn.turn_id, step_id=step_id, step_type=StepType.memory_retrieval)
@@ -209,12 +142,16 @@ async def memory_retrieval(state: TurnState, runtime: Rt) -> TurnState:
     user = messages[0]
     assert isinstance(user, UserMessage)
     query = content_text(user.content)
-    limit = core.config.retrieval_limit
-    found = await asyncio.gather(*(r.retrieve(query, limit=limit) for r in core.retrievers))
-    chunks: list[RetrievedChunk] = sorted(
-        (c for group in found for c in group), key=lambda c: c.score, reverse=True
-    )[:limit]
-    block = context_block(chunks, turn.documents)
+    banks = ctx.documents or DocumentBanks(Settings(), core.retrievers)
+    found = await retrieve_for_turn(
+        core,
+        banks,
+        ctx.session_id,
+        query,
+        turn.documents,
+        session_bank=bool(state.get("session_bank")),
+    )
+    block = context_block(found.chunks, found.inline)
     if block:
         context = f"{user.context}\n\n{block}" if user.context else block
         messages = [user.model_copy(update={"context": context}), *messages[1:]]
@@ -223,26 +160,42 @@ async def memory_retrieval(state: TurnState, runtime: Rt) -> TurnState:
         turn_id=turn.turn_id,
         started_at=started,
         completed_at=utcnow(),
-        bank_ids=[r.bank_id for r in core.retrievers],
+        bank_ids=found.bank_ids,
         query=query,
-        chunks=chunks,
+        chunks=found.chunks,
         inserted_context=block,
+        documents_inline=[d.name for d in found.inline],
+        documents_banked=[d.name for d in found.banked],
+        chunks_over_budget=found.dropped,
     )
     runtime.stream_writer(StepComplete(turn_id=turn.turn_id, step=step))
-    return {"turn": with_step(turn, step), "messages": messages}
+    update: TurnState = {"turn": with_step(turn, step), "messages": messages}
+    if found.banked:
+        update["session_bank"] = True
+    return update
 
 
 # --- inference ----------------------------------------------------------------------------
 
 
 async def inference(state: TurnState, runtime: Rt) -> TurnState:
-    """One model call; routes on to tools, shields, or ends the turn with the answer."""
+    """One model call, guarded by the shields; routes on to tools, or ends the turn with the
+    answer or the shields' refusal."""
     core, turn = runtime.context.core, state["turn"]
-    result = await run_inference(state, runtime.context, runtime.stream_writer)
-    turn = with_step(turn, result.step)
+    guarded = await guarded_inference(state, runtime.context, runtime.stream_writer)
+    turn = turn.model_copy(update={"steps": [*turn.steps, *guarded.steps]})
+    iteration = state.get("iteration", 0) + 1
+    result = guarded.result
+    if result is None:
+        assert guarded.refusal is not None
+        # a refused input leaves the turn out of later prompts; a refused answer leaves the
+        # answer out (the refusal stands in its place)
+        keep = guarded.refused_at == "output"
+        done = await finish(state, runtime, turn, guarded.refusal, keep=keep)
+        return {"iteration": iteration, **done}
     messages = [*state["messages"], result.message]
     update: TurnState = {
-        "iteration": state.get("iteration", 0) + 1,
+        "iteration": iteration,
         "context_start": result.context_start,
         "pending": list(result.message.tool_calls),
         "unparsable": result.unparsable,
@@ -257,8 +210,6 @@ async def inference(state: TurnState, runtime: Rt) -> TurnState:
             update={"status": TurnStatus.awaiting_input, "pending_tool_calls": list(calls)}
         )
     if calls or result.unparsable is not None:
-        return {**update, "turn": turn, "messages": messages}
-    if core.output_shields:
         return {**update, "turn": turn, "messages": messages}
     done = await finish({**state, **update}, runtime, turn, result.message)
     return {**update, **done}
@@ -291,6 +242,7 @@ async def tool_execution(state: TurnState, runtime: Rt) -> TurnState:
     server = [c for c in pending if c.tool_name not in core.client_tools]
     client = [c for c in pending if c.tool_name in core.client_tools]
     responses: list[ToolResponse]
+    checks: list[CodeCheck] = []
     raw = state.get("unparsable")
     if raw is not None:
         responses = [unparsable_response(new_id(), raw, _unparsable_reason(core))]
@@ -305,7 +257,8 @@ async def tool_execution(state: TurnState, runtime: Rt) -> TurnState:
                 documents=tuple(turn.documents),
             )
 
-        responses = await core.executor.run(server, context)
+        responses, checks = await run_tool_calls(core, server, context)
+    responses, screened = await screen_tool_responses(core, responses)
     step = ToolExecutionStep(
         step_id=step_id,
         turn_id=turn.turn_id,
@@ -313,6 +266,8 @@ async def tool_execution(state: TurnState, runtime: Rt) -> TurnState:
         completed_at=utcnow(),
         tool_calls=server,
         tool_responses=responses,
+        screened=screened,
+        code_checks=checks,
     )
     runtime.stream_writer(StepComplete(turn_id=turn.turn_id, step=step))
     update: dict[str, Any] = {}

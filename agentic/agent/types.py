@@ -15,7 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentic.errors import ConfigError
 from agentic.memory.base import RetrievedChunk
-from agentic.shields.base import Violation
+from agentic.shields.base import ScanVerdict, Violation
+from agentic.shields.code_shield import CodeVerdict
 from agentic.tools.base import ToolResponse
 from agentic.types import (
     Artifact,
@@ -28,11 +29,14 @@ from agentic.types import (
 )
 
 __all__ = [
+    "CodeCheck",
     "Event",
     "InferenceStep",
     "MemoryRetrievalStep",
+    "ScreenedContent",
     "SessionInfo",
     "ShieldCallStep",
+    "ShieldOutcome",
     "Step",
     "StepComplete",
     "StepProgress",
@@ -98,6 +102,36 @@ class InferenceStep(_StepBase):
     dropped_turns: int = 0
     """Oldest turns left out of the prompt so it fits the context window."""
     prompt_tokens_estimate: int | None = None
+    withheld: bool = False
+    """An output shield refused the answer: ``model_response`` is the refusal, and the model's
+    text was neither kept nor streamed past the last checked chunk."""
+
+
+class ScreenedContent(_Frozen):
+    """The data shields' verdicts on one untrusted text (a tool result, a retrieved chunk)
+    before it reached the model; ``withheld`` when the model got a notice instead."""
+
+    source: str
+    """The tool call id, or the retrieved chunk's id."""
+    withheld: bool
+    verdicts: list[ScanVerdict]
+    """One per data shield, in order; a shield that failed has ``shield_error`` /
+    ``shield_timeout`` in its categories and the error in ``metadata["error"]``."""
+    withheld_text: str = ""
+    """The withheld text itself, for inspection (never sent to the model); empty otherwise."""
+
+
+class CodeCheck(_Frozen):
+    """A code shield's verdict on a code-interpreter call before it ran."""
+
+    call_id: str
+    shield: str
+    verdict: CodeVerdict | None = None
+    error: str | None = None
+    """Why the shield gave no verdict (it timed out or failed)."""
+    blocked: bool = False
+    """This check kept the call from running (insecure code, or a failure with
+    ``shield_failure="block"``)."""
 
 
 class ToolExecutionStep(_StepBase):
@@ -107,15 +141,39 @@ class ToolExecutionStep(_StepBase):
     tool_calls: list[ToolCall]
     tool_responses: list[ToolResponse]
     client: bool = False
+    screened: list[ScreenedContent] = Field(default_factory=list)
+    """What the data shields said about each result (empty without data shields)."""
+    code_checks: list[CodeCheck] = Field(default_factory=list)
+    """The code shields' verdicts on code-interpreter calls (empty without code shields)."""
+
+
+class ShieldOutcome(_Frozen):
+    """One shield's part in one check of a shield step."""
+
+    shield: str
+    started_at: _dt.datetime
+    completed_at: _dt.datetime
+    violation: Violation | None = None
+    error: str | None = None
+    """Why the shield gave no verdict: a timeout or an exception (the policy,
+    ``shield_failure``, decides whether that blocked)."""
+    check: int = 0
+    """Which check of the step: output shields on a chunked answer check several times."""
 
 
 class ShieldCallStep(_StepBase):
-    """Shields run on the input or the output; ``violation`` is set when one blocked it."""
+    """Shields run on the input or the output; ``violation`` is set when one blocked it.
+
+    Input shields run while the first inference already streams (its tokens are held until
+    they pass), so this step and that inference overlap in time; output shields check the
+    answer before it is released, in one check or one per chunk (``outcomes``)."""
 
     step_type: Literal["shield_call"] = "shield_call"
     stage: Literal["input", "output"]
     shields: list[str]
     violation: Violation | None = None
+    outcomes: list[ShieldOutcome] = Field(default_factory=list)
+    """Every shield's verdict, error and timing, per check."""
 
 
 class MemoryRetrievalStep(_StepBase):
@@ -125,7 +183,16 @@ class MemoryRetrievalStep(_StepBase):
     bank_ids: list[str]
     query: str
     chunks: list[RetrievedChunk] = Field(default_factory=list)
+    """The chunks put into the prompt, best first (bank, chunk id, score, text)."""
     inserted_context: str = ""
+    documents_inline: list[str] = Field(default_factory=list)
+    """Names of the turn's documents put into the prompt whole."""
+    documents_banked: list[str] = Field(default_factory=list)
+    """Names of the turn's long documents chunked into the session's bank."""
+    chunks_over_budget: int = 0
+    """Chunks found but left out: past ``retrieval_limit`` or the token budget."""
+    screened: list[ScreenedContent] = Field(default_factory=list)
+    """What the data shields said about each chunk (empty without data shields)."""
 
 
 Step = Annotated[
@@ -235,6 +302,9 @@ class StepProgress(_Frozen):
     step_type: StepType
     text: str = ""
     tool_call: ToolCall | None = None
+    replaced: bool = False
+    """An output shield refused the answer: ``text`` is the refusal, which replaces what this
+    step streamed so far; nothing more of the answer follows."""
 
 
 class StepComplete(_Frozen):
