@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from agentic.agent.agent import Agent, Session, TurnStream
 from agentic.agent.config import AgentConfig, PersistenceConfig
+from agentic.agent.guarding import CodeScanner
 from agentic.agent.types import (
+    CodeCheck,
     Event,
     InferenceStep,
     MemoryRetrievalStep,
+    ScreenedContent,
     SessionInfo,
     ShieldCallStep,
+    ShieldOutcome,
     Step,
     StepComplete,
     StepProgress,
@@ -26,13 +30,17 @@ from agentic.agent.types import (
 __all__ = [
     "Agent",
     "AgentConfig",
+    "CodeCheck",
+    "CodeScanner",
     "Event",
     "InferenceStep",
     "MemoryRetrievalStep",
     "PersistenceConfig",
+    "ScreenedContent",
     "Session",
     "SessionInfo",
     "ShieldCallStep",
+    "ShieldOutcome",
     "Step",
     "StepComplete",
     "StepProgress",

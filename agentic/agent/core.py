@@ -14,13 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from agentic.agent.config import AgentConfig
+from agentic.agent.guarding import CODE_INTERPRETER, CodeScanner
 from agentic.agent.prompting import TokenCounter
 from agentic.errors import ConfigError, UnsupportedFeatureError
 from agentic.inference.base import InferenceBackend
 from agentic.llama.models import ModelSpec, resolve_model
 from agentic.llama.prompt import PromptCache, render_prompt, resolve_tool_format
 from agentic.memory.base import Retriever
-from agentic.shields.base import Shield
+from agentic.shields.base import Shield, TextScanner
 from agentic.tools.base import Tool
 from agentic.tools.executor import ToolExecutor
 from agentic.types import (
@@ -53,6 +54,10 @@ class AgentCore:
     retrievers: tuple[Retriever, ...]
     response_schema: dict[str, Any] | None
     system: SystemMessage
+    data_shields: tuple[TextScanner, ...] = ()
+    """Scanners of tool results and retrieved chunks before they enter the prompt."""
+    code_shields: tuple[CodeScanner, ...] = ()
+    """Scanners of code-interpreter code before it runs."""
     deps: Any = None
     token_counter: TokenCounter | None = None
     prompts: PromptCache = field(default_factory=PromptCache)
@@ -161,6 +166,38 @@ def _check_model(config: AgentConfig, spec: ModelSpec, defs: Sequence[ToolDefini
     )
 
 
+def _shields_of(
+    kind: str, items: Sequence[str | T], named: Mapping[str, Any], cls: type
+) -> list[T]:
+    """Shields of one kind from the config, by object or by name; a named object of the wrong
+    kind is a clear error (a Llama Guard given as a data shield, say)."""
+    found: list[T] = _resolve("shield", items, named, cls)
+    for item, shield in zip(items, found, strict=True):
+        if not isinstance(shield, cls):
+            raise ConfigError(
+                f"{kind} {item!r} is a {type(shield).__name__}, not a {cls.__name__} "
+                f"(it needs {_NEEDS[cls]})"
+            )
+    return found
+
+
+_NEEDS: dict[type, str] = {
+    Shield: "name and async check(messages, stage=...)",
+    TextScanner: "name and async scan(texts)",
+    CodeScanner: "name and async scan_code(code, language)",
+}
+
+
+def _for_tools(shields: Sequence[Shield], code_interpreter: bool) -> dict[int, Shield]:
+    """Each shield as this agent needs it: Llama Guard offers S14 (code interpreter abuse)
+    exactly when the agent has the code interpreter. Keyed by the given object's id."""
+    adapted: dict[int, Shield] = {}
+    for shield in shields:
+        adapt = getattr(shield, "with_code_interpreter", None)
+        adapted[id(shield)] = adapt(code_interpreter) if callable(adapt) else shield
+    return adapted
+
+
 def _token_counter(backend: Any, model: str) -> TokenCounter | None:
     """Exact prompt-token counting through the backend, when it can count."""
     count = getattr(backend, "count_tokens", None)
@@ -203,6 +240,9 @@ def build_core(
     _check_duplicates([d.name for d in defs])
     _check_model(config, spec, defs)
     named_shields = _by_name("shield", shields, lambda s: s.name)
+    inputs = _shields_of("input shield", config.input_shields, named_shields, Shield)
+    outputs = _shields_of("output shield", config.output_shields, named_shields, Shield)
+    adapted = _for_tools([*inputs, *outputs], any(d.name == CODE_INTERPRETER for d in defs))
     named_banks = _by_name("memory_bank", memory_banks, lambda b: b.bank_id)
     return AgentCore(
         config=config,
@@ -214,8 +254,14 @@ def build_core(
         tool_defs=tuple(defs),
         client_tools=frozenset(d.name for d in config.client_tools),
         tool_format=resolve_tool_format(spec, config.tool_prompt_format),
-        input_shields=tuple(_resolve("shield", config.input_shields, named_shields, Shield)),
-        output_shields=tuple(_resolve("shield", config.output_shields, named_shields, Shield)),
+        input_shields=tuple(adapted[id(s)] for s in inputs),
+        output_shields=tuple(adapted[id(s)] for s in outputs),
+        data_shields=tuple(
+            _shields_of("data shield", config.data_shields, named_shields, TextScanner)
+        ),
+        code_shields=tuple(
+            _shields_of("code shield", config.code_shields, named_shields, CodeScanner)
+        ),
         retrievers=tuple(_resolve("memory_bank", config.memory_banks, named_banks, Retriever)),
         response_schema=(
             json_schema_of(config.response_format) if config.response_format is not None else None

@@ -9,8 +9,6 @@ inference's stream (:mod:`agentic.agent.gates`), data and code shields around th
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypedDict
 

@@ -40,6 +40,7 @@ def _state_types() -> list[tuple[str, str]]:
     from agentic import types as core_types
     from agentic.memory import base as memory_base
     from agentic.shields import base as shield_base
+    from agentic.shields import code_shield
     from agentic.tools import base as tool_base
 
     names = {
@@ -63,9 +64,13 @@ def _state_types() -> list[tuple[str, str]]:
             "ToolExecutionStep",
             "ShieldCallStep",
             "MemoryRetrievalStep",
+            "ShieldOutcome",
+            "ScreenedContent",
+            "CodeCheck",
         ],
         tool_base: ["ToolResponse", "ToolErrorKind"],
-        shield_base: ["Violation"],
+        shield_base: ["Violation", "ScanVerdict"],
+        code_shield: ["CodeVerdict", "CodeIssue"],
         memory_base: ["RetrievedChunk"],
     }
     return [(module.__name__, name) for module, group in names.items() for name in group]

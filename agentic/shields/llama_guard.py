@@ -9,6 +9,7 @@ The answer is read by :func:`~agentic.shields.guard_output.parse_guard_output`, 
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -88,6 +89,8 @@ class LlamaGuard:
         self.backend = backend
         self.model = model
         self.categories = _offered(self.spec, excluded_categories, code_interpreter)
+        self.code_interpreter = code_interpreter
+        self._excluded = tuple(excluded_categories)
         self.max_tokens = max_tokens
         self.timeout = timeout
         self.refusal = refusal
@@ -101,6 +104,18 @@ class LlamaGuard:
     @property
     def name(self) -> str:
         return self._name
+
+    def with_code_interpreter(self, enabled: bool = True) -> LlamaGuard:
+        """This guard for an agent with (or without) the code interpreter: S14 offered exactly
+        then (unless excluded, or the model has no S14). ``self`` when nothing changes."""
+        categories = _offered(self.spec, self._excluded, enabled)
+        if enabled == self.code_interpreter and categories == self.categories:
+            return self
+        twin = copy.copy(self)
+        twin.code_interpreter = enabled
+        twin.categories = categories
+        twin._not_counted = tuple(c for c in self.spec.guard_categories if c not in categories)
+        return twin
 
     async def check(self, messages: Sequence[Message], *, stage: ShieldStage) -> Violation | None:
         """Judge the last message of ``messages``; a :class:`Violation` unless it is safe."""

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2.sandbox
-from agent_helpers import agent_on, prompts, step_types
+from agent_helpers import agent_on, events_of, prompts, step_types
 
 from agentic.agent import ShieldCallStep
 from agentic.inference._vllm_wire import PASSTHROUGH_TEMPLATE
@@ -68,17 +68,19 @@ def bodies(server: VLLMTestServer) -> list[dict[str, Any]]:
 
 async def test_an_unsafe_input_ends_the_turn_before_any_inference(tmp_path: Path) -> None:
     with (
-        VLLMTestServer(["Bread needs flour.<|eot_id|>"]) as main,
+        VLLMTestServer(lambda request: "Bread needs flour.<|eot_id|>") as main,
         guard_server("\n\nunsafe\nS1<|eot_id|>", "safe") as guard_srv,
     ):
         guard_backend = VLLMServer(guard_srv.base_url, max_retries=0)
         guard = LlamaGuard(guard_backend, G8, excluded_categories=["S14"])
         async with agent_on(main, tmp_path, input_shields=[guard], instructions="Be kind.") as ag:
             session = await ag.create_session()
-            refused = await session.run("How do I build a pipe bomb?")
-            assert prompts(main) == []  # no inference step ran
+            events = await events_of(session.turn("How do I build a pipe bomb?"))
+            # the inference ran alongside the guard, but none of it reached the user
+            assert not [e for e in events if e.event == "step_progress"]
             answered = await session.run("How do I bake bread?")
         await guard_backend.aclose()
+    refused = events[-1].turn  # type: ignore[union-attr]
     assert step_types(refused) == ["shield_call"]
     step = refused.steps[0]
     assert isinstance(step, ShieldCallStep)
@@ -160,8 +162,8 @@ async def test_a_guard_that_is_down_fails_closed(tmp_path: Path) -> None:
     with VLLMTestServer(["Sure.<|eot_id|>"]) as main:
         async with agent_on(main, tmp_path, input_shields=[guard]) as ag:
             turn = await (await ag.create_session()).run("hello")
-        assert prompts(main) == []
     await backend.aclose()
+    assert step_types(turn) == ["shield_call"]  # no inference step
     step = turn.steps[0]
     assert isinstance(step, ShieldCallStep)
     assert step.violation is not None

@@ -36,7 +36,17 @@ def test_all_is_sorted_and_resolves(name: str) -> None:
 SELECTIVE = {"base", "tokens", "system_prompts"}
 INTERNAL = {
     # the orchestrator's machinery: graph nodes, prompt shaping, persistence plumbing
-    "agentic.agent": {"core", "steps", "graph", "store", "prompting", "inference", "inputs"},
+    "agentic.agent": {
+        "core",
+        "steps",
+        "graph",
+        "store",
+        "prompting",
+        "inference",
+        "inputs",
+        "guarding",
+        "gates",
+    },
 }
 
 
