@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -26,9 +27,10 @@ from agentic.agent import (
     ToolExecutionStep,
     TurnStatus,
 )
+from agentic.shields import ShieldStage, Violation
 from agentic.testing import Reply, VLLMTestServer
 from agentic.tools import ToolContext, tool
-from agentic.types import ToolDefinition
+from agentic.types import Message, ToolDefinition
 
 IPYTHON = "<|start_header_id|>ipython<|end_header_id|>\n\n"
 
@@ -361,6 +363,47 @@ async def test_step_events_and_timestamps_do_not_overlap(tmp_path: Path) -> None
     for before, after in itertools.pairwise(steps):
         assert before.started_at <= before.completed_at <= after.started_at
     assert turn.started_at <= steps[0].started_at
+    assert turn.completed_at is not None
+    assert steps[-1].completed_at <= turn.completed_at
+
+
+class SlowPass:
+    """A shield that takes a while and lets everything through."""
+
+    name = "slow_pass"
+
+    async def check(self, messages: Sequence[Message], *, stage: ShieldStage) -> Violation | None:
+        await asyncio.sleep(0.05)
+        return None
+
+
+async def test_shield_steps_overlap_only_the_inference_they_guard(tmp_path: Path) -> None:
+    script: list[str | Reply] = [
+        '{"name": "get_weather", "parameters": {"city": "Rome"}}<|eot_id|>',
+        Reply("Sunny.<|eot_id|>", delay=0.1),
+    ]
+    shield = SlowPass()
+    with VLLMTestServer(script) as server:
+        async with agent_on(
+            server, tmp_path, tools=[get_weather], input_shields=[shield], output_shields=[shield]
+        ) as agent:
+            events = await events_of((await agent.create_session()).turn("Rome?"))
+    steps = [e.step for e in events if isinstance(e, StepComplete)]
+    turn = events[-1].turn  # type: ignore[union-attr]
+    assert [s.step_id for s in steps] == [s.step_id for s in turn.steps]
+    assert step_types(turn) == [
+        "shield_call",  # the input shields ran while the first inference streamed (held)
+        "inference",
+        "tool_execution",
+        "inference",
+        "shield_call",  # the output shields checked the answer before it was released
+    ]
+    input_check, first = steps[:2]
+    assert first.started_at < input_check.completed_at  # by design: they run together
+    for before, after in itertools.combinations(steps, 2):
+        if (before, after) != (input_check, first):  # and no other two steps overlap
+            assert before.started_at <= before.completed_at <= after.started_at
+    assert turn.started_at <= input_check.started_at
     assert turn.completed_at is not None
     assert steps[-1].completed_at <= turn.completed_at
 
