@@ -142,7 +142,9 @@ async def test_killed_worker_means_the_next_call_says_state_was_reset(
             session = await agent.create_session()
             await session.run("Set x")
             (worker,) = interpreter.workers()
+            assert worker.uid is not None
             os.killpg(worker.pid, signal.SIGKILL)
+            assert await wait_gone(worker.uid)
             turn = await session.run("Print x")
     text = tool_text(turn)
     assert text.startswith("failed\n[stderr]Traceback")

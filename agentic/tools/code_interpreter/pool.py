@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 import weakref
 from collections import OrderedDict, deque
@@ -204,11 +205,39 @@ class WorkerHandle:
         return data.decode(errors="replace").strip()
 
 
-def _kill_orphan(started: asyncio.Future[tuple[subprocess.Popen[bytes], socket.socket]]) -> None:
-    """Kill a worker whose launch finished after the caller was cancelled."""
-    if started.cancelled() or started.exception() is not None:
-        return
-    process, sock = started.result()
+class _Launch:
+    """One worker launch on the spawner thread, handed over to the event loop exactly once.
+
+    If the waiting caller is cancelled, whichever side comes second (the thread finishing the
+    launch, or the loop giving up) kills the new sandbox; no event loop needs to be alive for
+    that, so a launch abandoned when its loop closes leaves nothing behind.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._abandoned = False
+        self._started: tuple[subprocess.Popen[bytes], socket.socket] | None = None
+
+    def run(self, *args: Any) -> tuple[subprocess.Popen[bytes], socket.socket] | None:
+        started = start_worker(*args)
+        with self._lock:
+            if not self._abandoned:
+                self._started = started
+                return started
+        _kill_started(started)
+        return None
+
+    def abandon(self) -> None:
+        with self._lock:
+            self._abandoned = True
+            started, self._started = self._started, None
+        if started is not None:
+            _kill_started(started)
+
+
+def _kill_started(started: tuple[subprocess.Popen[bytes], socket.socket]) -> None:
+    """Kill a worker nobody will use (its launch was abandoned)."""
+    process, sock = started
     sock.close()
     kill_tree(process.pid)
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -407,15 +436,17 @@ class WorkerPool:
     ) -> WorkerHandle:
         """Fork the sandbox on the spawner thread; if the caller is cancelled meanwhile, kill
         what started."""
-        loop = asyncio.get_running_loop()
-        started = loop.run_in_executor(SPAWNER, start_worker, self.config, self.plan, uid, modules)
+        launch = _Launch()
+        args = (self.config, self.plan, uid, modules)
         try:
-            process, sock = await asyncio.shield(started)
+            started = await asyncio.get_running_loop().run_in_executor(SPAWNER, launch.run, *args)
         except asyncio.CancelledError:
-            started.add_done_callback(_kill_orphan)
+            launch.abandon()
             raise
         except (OSError, subprocess.SubprocessError) as exc:
             raise ToolError(f"the sandbox did not start: {exc}") from exc
+        assert started is not None  # only an abandoned launch returns None
+        process, sock = started
         return WorkerHandle(process, Channel(sock), uid, preload, self.config.cpu_seconds)
 
     # --- background tasks -------------------------------------------------------------------

@@ -56,6 +56,27 @@ def state_of(pid: int) -> str:
     return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
 
 
+def uid_alive(uid: int) -> bool:
+    """Whether any non-zombie process of ``uid`` is left."""
+    for entry in Path("/proc").iterdir():
+        try:
+            status = (entry / "status").read_text() if entry.name.isdigit() else ""
+        except OSError:
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if fields and int(fields["Uid"].split()[0]) == uid and fields["State"].split()[0] != "Z":
+            return True
+    return False
+
+
+async def until_gone(uid: int) -> None:
+    for _ in range(250):
+        if not uid_alive(uid):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"uid {uid} still has processes")
+
+
 async def until_dead(pid: int) -> None:
     """Wait until the killed launcher is a zombie (its sandbox is gone), unreaped."""
     for _ in range(250):
@@ -256,8 +277,9 @@ async def test_a_worker_found_dead_before_a_cell_runs_it_on_a_fresh_one(
 ) -> None:
     await text(tool, "x = 1")
     (worker,) = tool.workers()
+    assert worker.uid is not None
     os.killpg(worker.pid, signal.SIGKILL)
-    await until_dead(worker.pid)
+    await until_gone(worker.uid)  # the launcher, and the sandbox it took along
     out = await text(tool, "print('ran')")
     assert out == (
         "completed\n[stdout]ran\n[/stdout]\nNote: state was reset (the interpreter was killed by "
