@@ -377,7 +377,8 @@ def serve(sock: socket.socket, worker: Worker, missing: list[str]) -> None:
     while line := rfile.readline(MAX_REQUEST):
         request: Json = {}
         try:
-            request = json.loads(line)
+            parsed = json.loads(line)
+            request = parsed if isinstance(parsed, dict) else {}
             reply = worker.handle(request, send)
         except CellTimeout:  # the timer fired just after the cell ended
             reply = {"status": "timeout"}

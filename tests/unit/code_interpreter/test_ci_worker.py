@@ -276,6 +276,7 @@ def test_serve_answers_each_request_with_its_id(worker: w.Worker) -> None:
         requests = [
             b'{"id": "a", "op": "ping"}\n',
             b"this is not json\n",
+            b"[1, 2]\n",
             b'{"id": "b", "op": "put", "name": "x"}\n',  # no data: a KeyError, reported
             b'{"id": "c", "op": "unknown"}\n',
         ]
@@ -289,6 +290,7 @@ def test_serve_answers_each_request_with_its_id(worker: w.Worker) -> None:
     assert replies[0] == {"status": "ok", "missing": ["pandas"], "id": "a"}
     assert replies[1]["id"] is None
     assert replies[1]["status"] == "error"
-    assert replies[2] == {"status": "error", "message": "KeyError: 'data_b64'", "id": "b"}
-    assert replies[3]["id"] == "c"
+    assert replies[2] == {"status": "error", "message": "unknown op None", "id": None}
+    assert replies[3] == {"status": "error", "message": "KeyError: 'data_b64'", "id": "b"}
+    assert replies[4]["id"] == "c"
     assert not thread.is_alive()  # EOF ends the loop
