@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -107,6 +107,7 @@ class OutputGate:
     violation: Violation | None = None
     _held: list[StepProgress] = field(default_factory=list)
     _checking: asyncio.Task[None] | None = None
+    _finishing: bool = False
 
     def __call__(self, event: Any) -> None:
         if self.violation is not None:
@@ -125,7 +126,7 @@ class OutputGate:
 
     def _maybe_check(self) -> None:
         chunk = self.core.config.output_shield_chunk
-        if chunk is None or self._checking is not None:
+        if chunk is None or self._checking is not None or self._finishing:
             return
         end = _chunk_end(self.pending, chunk)
         if end is not None:
@@ -134,7 +135,7 @@ class OutputGate:
     async def _check_chunk(self, end: int) -> None:
         violation = await self._check(self.pending[:end])
         self._checking = None
-        if violation is None:
+        if violation is None and self.violation is None:
             self._release(end)
             self._maybe_check()
 
@@ -166,11 +167,15 @@ class OutputGate:
             break
 
     async def finish(self) -> Violation | None:
-        """After the stream: check what is still held, then release it and the step's end."""
-        while self._checking is not None:  # a chunk check may start the next one
-            await self._checking
+        """After the stream: check what is still held, then release it and the step's end.
+
+        A chunk check still running goes on alongside the last check, which covers everything
+        not released yet (so the stream's end waits for one check, not two in a row)."""
+        self._finishing = True
+        checks: list[Awaitable[Any]] = [] if self._checking is None else [self._checking]
         if self.violation is None and self.pending.strip():
-            await self._check(self.pending)
+            checks.append(self._check(self.pending))
+        await asyncio.gather(*checks)
         if self.violation is not None:
             return self.violation
         self._release(len(self.pending))
