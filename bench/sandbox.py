@@ -3,7 +3,8 @@
 1. Baseline: ``subprocess`` running the sandbox interpreter with ``-c pass`` (no sandbox).
 2. One-shot sandbox: the same command under prlimit + bubblewrap + seccomp (the probe's path).
 3. Cold start: the first call of a new session with no pool, spawn to first reply (a ``pass``
-   cell), through ``CodeInterpreter.call``. Target: under 3x the baseline.
+   cell), through ``CodeInterpreter.call``. Target: under 3x the baseline. 1-3 are sampled
+   in turn, so machine load hits them alike.
 4. Warm round trip: a ``pass`` cell on the session's live worker. Target: under 5 ms.
 5. A numpy cell on a warm worker; a cell that draws a figure and returns it as a PNG artifact.
 6. First call of a session that takes a pre-warmed worker (numpy, pandas, matplotlib imported).
@@ -55,6 +56,13 @@ async def _call(tool: CodeInterpreter, session: str, code: str) -> ToolResult:
     return result
 
 
+async def _clock(step: Awaitable[object]) -> float:
+    """Seconds ``step`` takes (a coroutine does nothing until awaited)."""
+    start = time.perf_counter()
+    await step
+    return time.perf_counter() - start
+
+
 async def _timed(n: int, step: Callable[[int], Awaitable[object]]) -> list[float]:
     samples = []
     for i in range(n):
@@ -64,32 +72,37 @@ async def _timed(n: int, step: Callable[[int], Awaitable[object]]) -> list[float
     return samples
 
 
-def bench_spawns(config: SandboxConfig, n: int) -> dict[str, list[float]]:
-    """Plain subprocess and one-shot sandbox, alternated so both see the same machine load."""
-    plan = plan_for(config)
-    plain: list[float] = []
-    oneshot: list[float] = []
-    for _ in range(n):
-        start = time.perf_counter()
-        subprocess.run([config.python, "-I", "-c", "pass"], env={}, check=True)
-        plain.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        done = run_once(config, plan, "pass")
-        oneshot.append(time.perf_counter() - start)
-        assert done.returncode == 0, done.stderr
-    return {"plain": plain, "oneshot": oneshot}
+def _plain(python: str) -> None:
+    subprocess.run([python, "-I", "-c", "pass"], env={}, check=True)
 
 
-async def bench_workers(n: int) -> dict[str, list[float]]:
-    """Cold starts, warm round trips, numpy and plot cells through the tool itself."""
+def _oneshot(config: SandboxConfig) -> None:
+    done = run_once(config, plan_for(config), "pass")
+    assert done.returncode == 0, done.stderr
+
+
+async def bench_starts(n: int) -> dict[str, list[float]]:
+    """Plain subprocess, one-shot sandbox and worker cold start, interleaved sample by sample
+    so that all three see the same machine load (the ratios are what matter)."""
+    config = SandboxConfig(pool_size=0)
+    tool = CodeInterpreter(config)
+    out: dict[str, list[float]] = {"plain": [], "oneshot": [], "cold": []}
+    try:
+        for i in range(n):
+            out["plain"].append(await _clock(asyncio.to_thread(_plain, config.python)))
+            out["oneshot"].append(await _clock(asyncio.to_thread(_oneshot, config)))
+            out["cold"].append(await _clock(_call(tool, f"cold{i}", "pass")))
+            await tool.close_session(f"cold{i}")
+        return out
+    finally:
+        await tool.aclose()
+
+
+async def bench_warm(n: int) -> dict[str, list[float]]:
+    """Warm round trips, numpy and plot cells on one session's worker."""
     tool = CodeInterpreter(SandboxConfig(pool_size=0))
     try:
-
-        async def cold(i: int) -> None:
-            await _call(tool, f"cold{i}", "pass")
-            await tool.close_session(f"cold{i}")
-
-        out = {"cold": await _timed(n, cold)}
+        out = {}
         await _call(tool, "warm", "pass")
         out["warm"] = await _timed(n * 10, lambda i: _call(tool, "warm", "pass"))
         await _call(tool, "warm", NUMPY_CELL)  # the import, once
@@ -181,8 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=0, help="samples per spawn measurement")
     args = parser.parse_args(argv)
     n = args.runs or (10 if args.quick else 40)
-    samples = bench_spawns(SandboxConfig(), n)
-    samples |= asyncio.run(bench_workers(n))
+    samples = asyncio.run(bench_starts(n))
+    samples |= asyncio.run(bench_warm(n))
     samples["prewarmed"] = asyncio.run(bench_prewarmed(3 if args.quick else 8))
     rows = _rows(samples)
     _print(rows)

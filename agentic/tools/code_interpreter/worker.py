@@ -12,24 +12,26 @@ figure or output file). The host holds the limits; this script only keeps the bo
 
 from __future__ import annotations
 
-import ast
-import base64
+# Imports are kept to what the first cell needs: every module here is paid for by each cold
+# start (traceback, linecache and importlib are imported when first needed).
+import _ast
+import binascii
 import builtins
-import contextlib
-import importlib
 import io
 import json
-import linecache
 import os
 import signal
-import socket
 import stat
 import sys
 import time
-import traceback
-from collections.abc import Callable
-from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import FrameType
+    from typing import Any, TypeAlias
+
+    Json: TypeAlias = dict[str, Any]
 
 WORK = "/work"
 OUTPUTS = "/work/outputs"
@@ -37,7 +39,6 @@ CELL = "<cell>"
 MAX_REQUEST = 8 * 1024 * 1024
 MAX_SCAN = 2000
 DEFAULT_OUTPUT = 64 * 1024
-Json = dict[str, Any]
 Signature = tuple[int, int, int, int]
 
 
@@ -95,7 +96,7 @@ class Worker:
         try:
             fd = os.open(os.path.join(self.work, name), flags, 0o644)
             try:
-                os.pwrite(fd, base64.b64decode(data_b64), offset)
+                os.pwrite(fd, binascii.a2b_base64(data_b64), offset)
             finally:
                 os.close(fd)
         except OSError as exc:
@@ -164,7 +165,7 @@ class Worker:
                 _say(f"SystemExit: {exc.code}\n")
         except BaseException as exc:  # the cell's own error, reported like Python would
             status = "error"
-            _say(format_exception(exc))
+            _say(format_exception(exc, code))
         finally:
             self.in_cell = False
             signal.setitimer(signal.ITIMER_REAL, 0)
@@ -245,22 +246,25 @@ class Redirect:
 
 def run_source(code: str, namespace: Json) -> None:
     """Execute ``code`` like a notebook cell: the value of a final expression is printed."""
-    lines = code.splitlines(keepends=True)
-    linecache.cache[CELL] = (len(code), None, lines, CELL)
-    tree = ast.parse(code, CELL, "exec")
+    tree = compile(code, CELL, "exec", _ast.PyCF_ONLY_AST)  # _ast: no import of ast.py
+    assert isinstance(tree, _ast.Module)
     last = tree.body[-1] if tree.body else None
-    if isinstance(last, ast.Expr):
+    if isinstance(last, _ast.Expr):
         tree.body.pop()
         exec(compile(tree, CELL, "exec"), namespace)
-        value = eval(compile(ast.Expression(last.value), CELL, "eval"), namespace)
+        value = eval(compile(_ast.Expression(last.value), CELL, "eval"), namespace)
         if value is not None:
             print(repr(value))
     else:
         exec(compile(tree, CELL, "exec"), namespace)
 
 
-def format_exception(exc: BaseException) -> str:
+def format_exception(exc: BaseException, source: str = "") -> str:
     """A traceback that shows only the cell's own frames (no worker or library paths)."""
+    import linecache
+    import traceback
+
+    linecache.cache[CELL] = (len(source), None, source.splitlines(keepends=True), CELL)
     if isinstance(exc, SyntaxError):
         return "".join(traceback.format_exception_only(type(exc), exc))
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == CELL]
@@ -328,7 +332,7 @@ def _capture_file(tmp: str) -> int:
 
 
 def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def _std_stream(name: str, fd: int) -> Any:
@@ -343,8 +347,16 @@ def _std_stream(name: str, fd: int) -> Any:
 
 def _say(text: str) -> None:
     """Write the worker's own note (traceback, timeout) to fd 2, whatever the cell did to sys."""
-    with contextlib.suppress(OSError):
-        os.write(2, text.encode("utf-8", errors="backslashreplace"))
+    try:
+        _write_all(2, text.encode("utf-8", errors="backslashreplace"))
+    except OSError:  # fd 2 closed or full: the note is lost, the cell's result is not
+        return
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _flush() -> None:
@@ -358,6 +370,8 @@ def _flush() -> None:
 
 def preload(modules: list[str]) -> list[str]:
     """Import ``modules`` so cells start fast; returns those that failed."""
+    import importlib
+
     missing = []
     for name in modules:
         try:
@@ -367,12 +381,12 @@ def preload(modules: list[str]) -> list[str]:
     return missing
 
 
-def serve(sock: socket.socket, worker: Worker, missing: list[str]) -> None:
-    """Answer requests until the host closes the channel."""
-    rfile = sock.makefile("rb")
+def serve(fd: int, worker: Worker, missing: list[str]) -> None:
+    """Answer requests on the channel ``fd`` until the host closes it."""
+    rfile = open(fd, "rb", buffering=65536, closefd=False)  # noqa: SIM115 - lives as long
 
     def send(message: Json) -> None:
-        sock.sendall(json.dumps(message, separators=(",", ":")).encode("ascii") + b"\n")
+        _write_all(fd, json.dumps(message, separators=(",", ":")).encode("ascii") + b"\n")
 
     while line := rfile.readline(MAX_REQUEST):
         request: Json = {}
@@ -401,7 +415,7 @@ def main(argv: list[str]) -> None:  # pragma: no cover - runs only inside the sa
     os.makedirs(OUTPUTS, exist_ok=True)
     os.makedirs("/tmp/mpl", exist_ok=True)
     missing = preload([m for m in (argv[2] if len(argv) > 2 else "").split(",") if m])
-    serve(socket.socket(fileno=fd), Worker(), missing)
+    serve(fd, Worker(), missing)
 
 
 if __name__ == "__main__":  # pragma: no cover

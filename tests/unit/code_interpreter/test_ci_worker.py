@@ -269,7 +269,7 @@ def test_preload_reports_modules_that_fail() -> None:
 
 def test_serve_answers_each_request_with_its_id(worker: w.Worker) -> None:
     host, inner = socket.socketpair()
-    thread = threading.Thread(target=w.serve, args=(inner, worker, ["pandas"]))
+    thread = threading.Thread(target=w.serve, args=(inner.fileno(), worker, ["pandas"]))
     thread.start()
     rfile = host.makefile("rb")
     try:
