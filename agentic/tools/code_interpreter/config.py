@@ -29,6 +29,7 @@ _LAUNCH_FIELDS: Final = frozenset(
     }
 )
 """The fields that change how a sandbox starts (and so whether it can)."""
+_MAX_OUTPUT_CHARS: Final = 1024 * 1024
 _POSITIVE_SECONDS: Final = ("timeout", "kill_grace", "start_timeout", "idle_ttl", "max_lifetime")
 _POSITIVE_INTS: Final = (
     "cpu_seconds",
@@ -122,6 +123,11 @@ class SandboxConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"SandboxConfig.{name} must be an integer >= 0")
+        if self.max_output_chars > _MAX_OUTPUT_CHARS:
+            raise ConfigError(
+                f"SandboxConfig.max_output_chars must be at most {_MAX_OUTPUT_CHARS} (1 MiB): "
+                "the model reads it, and it travels in one protocol frame"
+            )
         self._check_paths()
         self._check_pool()
 

@@ -38,6 +38,7 @@ OUTPUTS = "/work/outputs"
 CELL = "<cell>"
 MAX_REQUEST = 8 * 1024 * 1024
 MAX_SCAN = 2000
+MAX_NAME = 500
 DEFAULT_OUTPUT = 64 * 1024
 Signature = tuple[int, int, int, int]
 
@@ -210,6 +211,8 @@ class Worker:
             if self.seen.get(name) == sig:
                 continue
             skip = _skip_reason(st)
+            if len(name) > MAX_NAME:
+                name, skip = name[:MAX_NAME], f"a name over {MAX_NAME} characters"
             listed.append({"name": name, "size": st.st_size, "skip": skip})
         self.seen = current
         return listed

@@ -38,6 +38,7 @@ def test_defaults_follow_the_reference_design() -> None:
         ({"memory_bytes": 0}, "memory_bytes must be a positive integer"),
         ({"max_processes": 1.5}, "max_processes must be a positive integer"),
         ({"max_output_chars": True}, "max_output_chars must be a positive integer"),
+        ({"max_output_chars": 2 * 1024 * 1024}, "max_output_chars must be at most 1048576"),
         ({"pool_size": -1}, "pool_size must be an integer >= 0"),
         ({"max_artifacts": -2}, "max_artifacts must be an integer >= 0"),
         ({"python": "python3"}, "must be an absolute path"),

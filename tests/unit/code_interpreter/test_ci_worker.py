@@ -149,6 +149,19 @@ def test_outputs_scan_refuses_links_and_special_files(worker: w.Worker, tmp_path
     }
 
 
+def test_very_long_output_names_are_listed_cut_and_skipped(
+    worker: w.Worker, tmp_path: Path
+) -> None:
+    deep = tmp_path / "outputs"
+    for _ in range(6):
+        deep = deep / ("d" * 100)
+    deep.mkdir(parents=True)
+    (deep / "f.txt").write_text("x")
+    (entry,) = worker.scan_outputs()
+    assert len(entry["name"]) == w.MAX_NAME
+    assert entry["skip"] == "a name over 500 characters"
+
+
 def test_outputs_scan_is_bounded(tmp_path: Path) -> None:
     for i in range(30):
         (tmp_path / f"f{i:02}").write_text("x")
