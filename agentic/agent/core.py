@@ -215,7 +215,7 @@ def build_core(
     backend: InferenceBackend,
     *,
     tools: Sequence[Tool] = (),
-    shields: Sequence[Shield] = (),
+    shields: Sequence[Shield | TextScanner | CodeScanner] = (),
     memory_banks: Sequence[Retriever] = (),
     deps: Any = None,
 ) -> AgentCore:

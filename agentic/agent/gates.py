@@ -129,7 +129,9 @@ class OutputGate:
         if chunk is None or self._checking is not None or self._finishing:
             return
         end = _chunk_end(self.pending, chunk)
-        if end is not None:
+        if end is not None and not self.pending[:end].strip():
+            self._release(end)  # blank lines: nothing to judge
+        elif end is not None:
             self._checking = asyncio.create_task(self._check_chunk(end))
 
     async def _check_chunk(self, end: int) -> None:
