@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 from collections.abc import AsyncIterator
@@ -52,6 +53,15 @@ def tool_text(turn: Turn) -> str:
     return content
 
 
+async def until_pooled(tool: CodeInterpreter) -> None:
+    """Wait until the background refill has a pre-warmed worker ready."""
+    for _ in range(1500):
+        if any(w.session_id is None for w in tool.workers()):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the pool never warmed a worker")
+
+
 @pytest.fixture
 async def interpreter() -> AsyncIterator[CodeInterpreter]:
     tool = CodeInterpreter(SandboxConfig(pool_size=0, timeout=20))
@@ -86,8 +96,11 @@ async def test_attached_csv_is_summarised_and_plotted(tmp_path: Path) -> None:
     try:
         with VLLMTestServer(script, models=[LLAMA31]) as server:
             async with agent_on(server, tmp_path, tools=[tool]) as agent:
-                session = await agent.create_session()
+                session = await agent.create_session()  # the agent opened: the pool warms
+                await until_pooled(tool)
                 turn = await session.run("Summarise data.csv", documents=[doc])
+                (worker,) = [w for w in tool.workers() if w.session_id == session.id]
+                assert worker.preloaded  # the session got the worker with pandas imported
     finally:
         await tool.aclose()
     text = tool_text(turn)
