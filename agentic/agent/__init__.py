@@ -5,6 +5,7 @@ from __future__ import annotations
 from agentic.agent.agent import Agent, Session, TurnStream
 from agentic.agent.config import AgentConfig, PersistenceConfig
 from agentic.agent.guarding import CodeScanner
+from agentic.agent.retrieval import DocumentBanks
 from agentic.agent.types import (
     CodeCheck,
     Event,
@@ -32,6 +33,7 @@ __all__ = [
     "AgentConfig",
     "CodeCheck",
     "CodeScanner",
+    "DocumentBanks",
     "Event",
     "InferenceStep",
     "MemoryRetrievalStep",

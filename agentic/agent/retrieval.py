@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from agentic.memory.bank import MemoryBank
     from agentic.memory.store import MemoryStore
 
-__all__ = ["DocumentBanks", "Retrieval", "retrieve_for_turn", "split_documents"]
+__all__ = ["DocumentBanks"]
 
 
 def count_tokens(text: str) -> int:
