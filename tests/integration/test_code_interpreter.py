@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import stat
+import subprocess
+import sysconfig
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,6 +15,7 @@ import pytest
 from agent_helpers import LLAMA31, agent_on, prompts, step_types
 from sandbox_helpers import live_pids, wait_gone
 
+import agentic
 from agentic.agent import ToolExecutionStep, Turn
 from agentic.testing import VLLMTestServer
 from agentic.tools.code_interpreter import CodeInterpreter, SandboxConfig
@@ -187,3 +191,58 @@ async def test_deleting_a_session_kills_its_worker(tmp_path: Path) -> None:
             pooled = [w.uid for w in tool.workers() if w.uid is not None]
         assert all([await wait_gone(uid) for uid in pooled])  # the agent closed what it built
     assert tool_text(turn) == "completed\n[stdout]2\n[/stdout]"  # PID namespace: pid 2
+
+
+NON_ROOT_SCRIPT = """
+import asyncio, os
+from agentic.tools import ToolContext
+from agentic.tools.code_interpreter import CodeInterpreter, SandboxConfig
+from agentic.types import ToolCall
+
+async def main():
+    tool = CodeInterpreter(SandboxConfig(pool_size=0))
+    call = ToolCall(tool_name="code_interpreter")
+    ctx = ToolContext(deps=None, session_id="s", turn_id="t", call=call)
+    for code in ("import os; x = os.getuid()", "print('inside', x)"):
+        print((await tool.call({"code": code}, ctx)).content)
+    print("uids", [w.uid for w in tool.workers()])
+    await tool.aclose()
+
+print("host euid", os.geteuid())
+asyncio.run(main())
+"""
+
+
+def readable_by_others(path: Path) -> bool:
+    """Whether another user can read ``path`` (every parent searchable, the path readable)."""
+    return all(p.stat().st_mode & stat.S_IXOTH for p in path.parents) and bool(
+        path.stat().st_mode & stat.S_IROTH
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="not root: every other test already runs so")
+def test_without_root_the_sandbox_uses_an_unprivileged_user_namespace() -> None:
+    repo = Path(agentic.__file__).resolve().parents[1]
+    site = Path(sysconfig.get_paths()["purelib"])
+    if not (readable_by_others(repo / "agentic") and readable_by_others(site)):
+        pytest.skip("the checkout or the venv is not readable by other users")
+    as_nobody = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+    done = subprocess.run(
+        [*as_nobody, "/usr/bin/python3", "-c", NON_ROOT_SCRIPT],
+        env={"PYTHONPATH": f"{repo}:{site}", "PATH": "/usr/bin:/bin", "HOME": "/tmp"},
+        cwd="/tmp",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [
+        "host euid 65534",
+        "completed",
+        "completed",
+        "[stdout]inside 65534",
+        "[/stdout]",
+        "uids [None]",  # no dedicated uid (and no RLIMIT_NPROC): the user's own namespace
+    ]
