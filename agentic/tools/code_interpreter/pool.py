@@ -37,10 +37,10 @@ from agentic.tools.code_interpreter.protocol import (
     validate,
 )
 from agentic.tools.code_interpreter.sandbox import (
-    SPAWNER,
     UIDS,
     LaunchPlan,
     kill_tree,
+    spawner,
     start_worker,
 )
 
@@ -439,7 +439,7 @@ class WorkerPool:
         launch = _Launch()
         args = (self.config, self.plan, uid, modules)
         try:
-            started = await asyncio.get_running_loop().run_in_executor(SPAWNER, launch.run, *args)
+            started = await asyncio.get_running_loop().run_in_executor(spawner(), launch.run, *args)
         except asyncio.CancelledError:
             launch.abandon()
             raise

@@ -35,6 +35,7 @@ __all__ = [
     "plan_for",
     "prlimit_args",
     "run_once",
+    "spawner",
     "start_worker",
 ]
 
@@ -243,16 +244,29 @@ def run_once(
         UIDS.release(uid)
 
 
-SPAWNER: Final = ThreadPoolExecutor(max_workers=1, thread_name_prefix="agentic-sandbox-spawner")
-"""The one thread that forks workers. bubblewrap's ``--die-with-parent`` follows the *thread*
-that forked it (PR_SET_PDEATHSIG), so it must be a thread that lives as long as the process,
-not a pool thread that may exit, nor the caller's event-loop thread."""
+_spawner_lock = threading.Lock()
+_spawners: dict[int, ThreadPoolExecutor] = {}
+
+
+def spawner() -> ThreadPoolExecutor:
+    """The one thread of this process that forks workers.
+
+    bubblewrap's ``--die-with-parent`` follows the *thread* that forked it (PR_SET_PDEATHSIG),
+    so it must be a thread that lives as long as the process: not a pool thread that may exit,
+    nor the caller's event-loop thread. Keyed by pid, so a forked child gets its own.
+    """
+    with _spawner_lock:
+        pid = os.getpid()
+        if pid not in _spawners:
+            _spawners.clear()
+            _spawners[pid] = ThreadPoolExecutor(1, thread_name_prefix="agentic-sandbox-spawner")
+        return _spawners[pid]
 
 
 def start_worker(
     config: SandboxConfig, plan: LaunchPlan, uid: int | None, preload: Sequence[str]
 ) -> tuple[subprocess.Popen[bytes], socket.socket]:
-    """Start a worker sandbox (blocking: run it on :data:`SPAWNER`); the process and the host
+    """Start a worker sandbox (blocking: run it on :func:`spawner`); the process and the host
     end of its channel. Its stderr pipe says why a launch failed."""
     host, inner = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:

@@ -23,6 +23,7 @@ from agentic.tools.code_interpreter.sandbox import (
     plan_for,
     prlimit_args,
     run_once,
+    spawner,
 )
 from agentic.tools.code_interpreter.seccomp import compile_filter
 
@@ -217,3 +218,14 @@ def test_uids_the_kernel_cannot_map_point_at_uid_range() -> None:
         CodeInterpreter(SandboxConfig(uid_range=(2**32 - 33, 2**32 - 1), max_workers=8))
     assert "setting up uid map" in str(info.value)
     assert "SandboxConfig.uid_range (4294967263, 4294967295)" in str(info.value)
+
+
+def test_a_forked_process_gets_its_own_spawner_thread() -> None:
+    parent = spawner()
+    assert spawner() is parent
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's spawner thread does not exist here
+        child = spawner()
+        ok = child is not parent and child.submit(os.getpid).result(timeout=5) == os.getpid()
+        os._exit(0 if ok else 1)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
