@@ -426,3 +426,19 @@ def test_llama_guard_offers_s14_exactly_to_agents_with_the_code_interpreter() ->
     assert "S14" not in excluded.with_code_interpreter(True).categories  # an explicit choice
     small = LlamaGuard(OFFLINE, G1)
     assert small.with_code_interpreter(True).categories == small.categories  # 1B has no S14
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+async def test_blank_text_before_a_tool_call_is_not_judged(chunk: int | None) -> None:
+    word = Word("bad")
+    core = core_with(shields=[word], output_shields=["word"], output_shield_chunk=chunk)
+    out: list[Any] = []
+    gate = gate_for(core, out)
+    call = StepProgress(tool_call=ToolCall(tool_name="x"), **IDS)
+    gate(StepStart(**IDS))
+    gate(text("\n\n"))
+    gate(call)
+    assert await gate.finish() is None
+    assert word.seen == []
+    assert not gate.recorder.started  # no shield step for an answer without text
+    assert out[1:] == [text("\n\n"), call]
