@@ -288,20 +288,23 @@ def _unparsable_reason(core: AgentCore) -> str:
 
 
 async def client_tools(state: TurnState, runtime: Rt) -> TurnState:
-    """Stop the turn until the caller sends results for the client-side calls."""
+    """Stop the turn until the caller sends results for the client-side calls (screened by
+    the data shields like the server's own results)."""
     turn = state["turn"]
     calls = state.get("pending") or []
     answer: Any = interrupt({"tool_calls": [c.model_dump(mode="json") for c in calls]})
     started = utcnow()
     responses = [ToolResponse.model_validate(r) for r in answer]
+    responses, screened = await screen_tool_responses(runtime.context.core, responses)
     step = ToolExecutionStep(
         step_id=new_id(),
         turn_id=turn.turn_id,
         started_at=started,
-        completed_at=started,
+        completed_at=utcnow(),
         tool_calls=calls,
         tool_responses=responses,
         client=True,
+        screened=screened,
     )
     runtime.stream_writer(
         StepStart(turn_id=turn.turn_id, step_id=step.step_id, step_type=StepType.tool_execution)
