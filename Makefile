@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	# The CPU build of torch first: any other torch requirement pulls GBs of CUDA wheels.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[local,dev,postgres]'
+	$(BIN)/pip install -q -e '.[local,memory,dev,postgres]'
 	# CodeShield and its pinned semgrep without semgrep's Python pins (see the codeshield extra)
 	$(BIN)/pip install -q --no-deps codeshield==1.0.1 semgrep==1.90.0
 	touch $(STAMP)
