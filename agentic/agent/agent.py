@@ -28,6 +28,7 @@ from agentic._sync import run_sync
 from agentic.agent.config import AgentConfig
 from agentic.agent.core import AgentCore, build_core
 from agentic.agent.graph import build_graph
+from agentic.agent.guarding import CodeScanner
 from agentic.agent.inputs import client_responses, documents_of, user_message
 from agentic.agent.retrieval import DocumentBanks
 from agentic.agent.steps import TurnContext, TurnState
@@ -52,7 +53,7 @@ from agentic.errors import (
 )
 from agentic.inference.base import InferenceBackend
 from agentic.memory.base import Retriever
-from agentic.shields.base import Shield
+from agentic.shields.base import Shield, TextScanner
 from agentic.tools.base import Tool
 from agentic.types import Content, Document, ImageContent, UserMessage
 
@@ -85,7 +86,7 @@ class Agent:
         *,
         backend: InferenceBackend | None = None,
         tools: Sequence[Tool] = (),
-        shields: Sequence[Shield] = (),
+        shields: Sequence[Shield | TextScanner | CodeScanner] = (),
         memory_banks: Sequence[Retriever] = (),
         deps: Any = None,
         settings: Settings | None = None,
@@ -147,15 +148,21 @@ class Agent:
             if close is not None:
                 await close()
 
+    def _shield_objects(self) -> list[Any]:
+        """Every shield and scanner of the agent, once each."""
+        core = self.core
+        found = [*core.input_shields, *core.output_shields, *core.data_shields, *core.code_shields]
+        return list({id(s): s for s in found}.values())
+
     async def _ensure_open(self) -> Graph:
         if self._graph is None:
             async with self._open_lock:
                 if self._graph is None:
                     await self.sessions.open()
-                    for tool in self.core.executor.tools.values():
-                        start = getattr(tool, "start", None)
-                        if start is not None:  # e.g. the code interpreter warms its workers
-                            await start()
+                    for part in (*self.core.executor.tools.values(), *self._shield_objects()):
+                        start = getattr(part, "start", None)
+                        if start is not None:  # the code interpreter warms its workers,
+                            await start()  # CodeShield checks its scanner works
                     self._graph = build_graph(self.core).compile(
                         checkpointer=self.sessions.checkpointer,
                         store=self.sessions.store,

@@ -17,7 +17,7 @@ from langgraph.types import interrupt
 
 from agentic.agent.core import AgentCore
 from agentic.agent.gates import guarded_inference
-from agentic.agent.guarding import run_tool_calls, screen_tool_responses
+from agentic.agent.guarding import run_tool_calls, screen_chunks, screen_tool_responses
 from agentic.agent.inference import InferenceResult, answer_conforms
 from agentic.agent.prompting import context_block
 from agentic.agent.retrieval import DocumentBanks, retrieve_for_turn
@@ -149,7 +149,8 @@ async def memory_retrieval(state: TurnState, runtime: Rt) -> TurnState:
         turn.documents,
         session_bank=bool(state.get("session_bank")),
     )
-    block = context_block(found.chunks, found.inline)
+    chunks, screened = await screen_chunks(core, found.chunks)  # withheld when flagged
+    block = context_block(chunks, found.inline)
     if block:
         context = f"{user.context}\n\n{block}" if user.context else block
         messages = [user.model_copy(update={"context": context}), *messages[1:]]
@@ -160,7 +161,8 @@ async def memory_retrieval(state: TurnState, runtime: Rt) -> TurnState:
         completed_at=utcnow(),
         bank_ids=found.bank_ids,
         query=query,
-        chunks=found.chunks,
+        chunks=chunks,
+        screened=screened,
         inserted_context=block,
         documents_inline=[d.name for d in found.inline],
         documents_banked=[d.name for d in found.banked],
