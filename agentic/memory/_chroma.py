@@ -20,7 +20,7 @@ from agentic.errors import (
 if TYPE_CHECKING:
     from chromadb.api import ClientAPI
 
-__all__ = ["ChromaClient"]
+__all__ = ["ChromaClient", "parse_url"]
 
 T = TypeVar("T")
 _DEFAULT_PORT: Final = 8000
@@ -41,7 +41,7 @@ class ChromaClient:
         chromadb = _import_chromadb()
         settings = chromadb.config.Settings(anonymized_telemetry=False)
         if url is not None:
-            host, port, ssl = _parse_url(url)
+            host, port, ssl = parse_url(url)
             try:
                 client = chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=settings)
             except Exception as exc:  # chromadb says ValueError("Could not connect...")
@@ -92,14 +92,19 @@ def _import_chromadb() -> Any:
     return chromadb
 
 
-def _parse_url(url: str) -> tuple[str, int, bool]:
+def parse_url(url: str) -> tuple[str, int, bool]:
+    """``(host, port, ssl)`` of a Chroma server URL; ConfigError when it is not one."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"chroma_url {url!r} is not an http(s) URL; give it as http://host:8000")
     if parts.path.strip("/"):
         raise ConfigError(f"chroma_url {url!r}: give the server's root URL, without a path")
     ssl = parts.scheme == "https"
-    return parts.hostname, parts.port or (443 if ssl else _DEFAULT_PORT), ssl
+    try:
+        port = parts.port or (443 if ssl else _DEFAULT_PORT)
+    except ValueError:
+        raise ConfigError(f"chroma_url {url!r} has an invalid port") from None
+    return parts.hostname, port, ssl
 
 
 def _unreachable(url: str, exc: BaseException) -> MemoryStoreUnavailableError:

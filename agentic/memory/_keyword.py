@@ -1,24 +1,17 @@
-"""Keyword search for the hybrid mode: BM25 over Chroma's own full-text index.
-
-Chroma indexes every chunk's text; a case-insensitive whole-word regex per query term finds the
-chunks that contain it (and so its document frequency), the best of those are ranked by BM25
-on their text. Nothing lives outside the collection, so keyword search is the same in embedded
-and server mode, after a restart, after deletions, and across replicas sharing one server.
+"""Words for keyword search, and reciprocal rank fusion for the hybrid mode.
 
 Terms keep identifiers whole (``XK-4471-B``, ``v2.3.1``, ``ERR_QUOTA``) and also index their
-parts, so a part number matches exactly and its pieces still count.
+parts, so a part number matches exactly and its pieces still count. The index that ranks
+chunks by these terms (BM25) is :mod:`agentic.memory._keyword_index`.
 """
 
 from __future__ import annotations
 
-import math
 import re
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from typing import Final
 
-__all__ = ["BM25", "fuse", "query_terms", "regex_for", "terms"]
+__all__ = ["fuse", "query_terms", "terms"]
 
 _TERM: Final = re.compile(r"\w+(?:[-./:#+]\w+)*")
 _SPLIT: Final = re.compile(r"[-./:#+_]")
@@ -58,42 +51,6 @@ def query_terms(query: str) -> list[str]:
         seen.setdefault(term, None)
     ranked = sorted(seen, key=lambda t: not _SPLIT.search(t))  # stable: compounds first
     return ranked[:MAX_TERMS]
-
-
-def regex_for(term: str) -> str:
-    """A case-insensitive whole-word pattern for ``term`` in Chroma's (Rust) regex syntax."""
-    return r"(?i)\b" + re.sub(r"([.+])", r"\\\1", term) + r"\b"
-
-
-@dataclass(frozen=True, slots=True)
-class BM25:
-    """Okapi BM25 over a collection of ``n`` chunks, given each term's document frequency."""
-
-    n: int
-    df: Mapping[str, int]
-    k1: float = 1.2
-    b: float = 0.75
-
-    def idf(self, term: str) -> float:
-        df = self.df.get(term, 0)
-        return math.log(1 + (self.n - df + 0.5) / (df + 0.5))
-
-    def scores(self, texts: Sequence[str]) -> list[float]:
-        """The score of each text for the terms in ``df``; length-normalized against the
-        mean length of ``texts`` (the candidates stand in for the whole collection)."""
-        bags = [Counter(terms(t)) for t in texts]
-        lengths = [sum(bag.values()) for bag in bags]
-        avg = (sum(lengths) / len(lengths)) if lengths else 1.0
-        out = []
-        for bag, length in zip(bags, lengths, strict=True):
-            norm = self.k1 * (1 - self.b + self.b * length / max(avg, 1.0))
-            score = 0.0
-            for term in self.df:
-                tf = bag.get(term, 0)
-                if tf:
-                    score += self.idf(term) * tf * (self.k1 + 1) / (tf + norm)
-            out.append(score)
-        return out
 
 
 def fuse(rankings: Iterable[Sequence[str]], k: int = RRF_K) -> dict[str, float]:

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from agentic.memory._chroma import ChromaClient
-from agentic.memory._keyword import BM25, fuse, query_terms, regex_for
+from agentic.memory._keyword import fuse, query_terms
+from agentic.memory._keyword_index import KeywordIndex
 from agentic.memory.embedding import Embedder
 
 if TYPE_CHECKING:
@@ -16,8 +17,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Hit", "Search"]
 
-MAX_POSTINGS: Final = 2000
-"""A term in more chunks than this says little about any of them and is not searched."""
+FILTERED_DEPTH: Final = 500
+"""Keyword matches read from the index when a metadata filter will drop some of them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,6 +37,7 @@ class Search:
     collection: Collection
     embedder: Embedder
     where: dict[str, Any] | None
+    index: KeywordIndex
 
     async def vector(self, query: str, limit: int, min_score: float | None) -> list[Hit]:
         """Nearest chunks by cosine similarity (the score), at least ``min_score``."""
@@ -57,44 +59,26 @@ class Search:
 
     async def keyword(self, query: str, limit: int) -> list[Hit]:
         """Chunks ranked by BM25 for the query's terms (the score); only chunks that contain
-        at least one term."""
+        at least one term. Under a ``where`` filter, from the best ``FILTERED_DEPTH``."""
         terms = query_terms(query)
         if not terms:
             return []
-        total = await self.client.call(self.collection.count)
-        postings = await asyncio.gather(*(self._postings(t) for t in terms))
-        df = {
-            t: len(ids) for t, ids in zip(terms, postings, strict=True) if len(ids) <= MAX_POSTINGS
-        }
-        if not df:
+        await self.index.ensure_fresh(self.client, self.collection.name)
+        depth = FILTERED_DEPTH if self.where else limit
+        ranked = await asyncio.to_thread(self.index.search, terms, depth)
+        if not ranked:
             return []
-        bm25 = BM25(n=total, df=df)
-        presence: dict[str, float] = {}
-        for term, ids in zip(terms, postings, strict=True):
-            if term in df:
-                for chunk_id in ids:
-                    presence[chunk_id] = presence.get(chunk_id, 0.0) + bm25.idf(term)
-        if not presence:
-            return []
-        shortlist = sorted(presence, key=lambda c: -presence[c])[: max(4 * limit, 40)]
-        got = await self.client.call(
-            self.collection.get, ids=shortlist, include=["documents", "metadatas"]
-        )
-        docs = [d or "" for d in got["documents"] or []]
-        metas = [dict(m or {}) for m in got["metadatas"] or []]
-        scores = bm25.scores(docs)
-        hits = [Hit(i, d, s, m) for i, d, s, m in zip(got["ids"], docs, scores, metas, strict=True)]
-        return sorted((h for h in hits if h.score > 0), key=lambda h: -h.score)[:limit]
-
-    async def _postings(self, term: str) -> list[str]:
         got = await self.client.call(
             self.collection.get,
+            ids=[chunk_id for chunk_id, _ in ranked],
             where=self.where,
-            where_document={"$regex": regex_for(term)},
-            limit=MAX_POSTINGS + 1,
-            include=[],
+            include=["documents", "metadatas"],
         )
-        return list(got["ids"])
+        scores = dict(ranked)
+        docs = [d or "" for d in got["documents"] or []]
+        metas = [dict(m or {}) for m in got["metadatas"] or []]
+        hits = [Hit(i, d, scores[i], m) for i, d, m in zip(got["ids"], docs, metas, strict=True)]
+        return sorted(hits, key=lambda h: -h.score)[:limit]
 
     async def hybrid(self, query: str, limit: int, min_score: float | None) -> list[Hit]:
         """Vector and keyword results fused by reciprocal rank; the fused score in (0, 1]."""

@@ -32,6 +32,7 @@ from agentic.errors import (
     MemoryBankError,
 )
 from agentic.memory import _search
+from agentic.memory._keyword_index import remote_stamp
 from agentic.memory.base import RetrievedChunk
 from agentic.memory.chunking import DEFAULT_OVERLAP_TOKENS, Chunk, Chunker
 from agentic.memory.embedding import Embedder
@@ -53,7 +54,8 @@ __all__ = ["DocumentInfo", "MemoryBank", "MetadataValue", "SearchMode"]
 SearchMode: TypeAlias = Literal["vector", "keyword", "hybrid"]
 MetadataValue: TypeAlias = str | int | float | bool
 DIMENSION_KEY: Final = "agentic_embedding_dimension"
-_UPSERT_BATCH: Final = 256
+_UPSERT_BATCH: Final = 64
+"""Chunks embedded per step; each step's upsert runs while the next one is embedded."""
 _BANK_ID: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{1,510}[A-Za-z0-9]")
 _RESERVED: Final = frozenset(
     {
@@ -135,6 +137,7 @@ class MemoryBank:
         self.max_document_bytes = max_document_bytes
         self._http = http_client
         self._collection: Collection | None = None
+        self._generation = -1
         self._chunker: Chunker | None = None
         self._lock = threading.Lock()
 
@@ -153,14 +156,15 @@ class MemoryBank:
         Raises EmbeddingMismatchError when the bank was built with another embedding model,
         MemoryStoreUnavailableError when the Chroma server cannot be reached.
         """
-        if self._collection is None:
+        if self._collection is None or self._generation != self.store.generation:
             await self.store.open()
             await asyncio.to_thread(self._open_sync)
         return self
 
     def _open_sync(self) -> None:
         with self._lock:
-            if self._collection is not None:
+            generation = self.store.generation
+            if self._collection is not None and self._generation == generation:
                 return
             client, embedder = self.store.client, self.store.embedder
             chunker = Chunker(
@@ -180,6 +184,7 @@ class MemoryBank:
                 raise client.translate(exc) from exc
             _check_model(self._bank_id, collection.metadata or {}, embedder)
             self._collection, self._chunker = collection, chunker
+            self._generation = generation
 
     async def aclose(self) -> None:
         """Forget the collection; close the store too when the bank opened its own."""
@@ -333,7 +338,10 @@ class MemoryBank:
         heads = await self._heads([i.document_id for i in items])
         chunking = f"{chunker.chunk_tokens}/{chunker.overlap_tokens}"
         todo = [i for i in items if not _unchanged(heads.get(i.document_id), i, chunking)]
+        if not todo:
+            return [_info(heads[i.document_id]) for i in items]
         pieces = await asyncio.to_thread(_split_all, chunker, todo)
+        before = await remote_stamp(self.store.client, self._bank_id)
         now = datetime.now(UTC).isoformat()
         records = [
             (
@@ -345,20 +353,29 @@ class MemoryBank:
             for c in chunks
         ]
         await self._store_records(collection, records)
-        for item, chunks in zip(todo, pieces, strict=True):
-            old = heads.get(item.document_id)
-            if old is not None and int(old["chunk_count"]) > len(chunks):
-                await self._delete_where(
-                    collection,
-                    {
-                        "$and": [
-                            {"document_id": item.document_id},
-                            {"position": {"$gte": len(chunks)}},
-                        ]
-                    },
-                )
-        fresh = await self._heads([i.document_id for i in todo]) if todo else {}
+        stale = [
+            f"{item.document_id}#{p}"
+            for item, chunks in zip(todo, pieces, strict=True)
+            for p in range(len(chunks), int(heads.get(item.document_id, {}).get("chunk_count", 0)))
+        ]
+        if stale:
+            await self.store.client.call(collection.delete, ids=stale)
+        await self._record_write(collection, before, [(r[0], r[1]) for r in records], stale)
+        fresh = await self._heads([i.document_id for i in todo])
         return [_info({**heads, **fresh}[i.document_id]) for i in items]
+
+    async def _record_write(
+        self,
+        collection: Collection,
+        before: str,
+        upserts: Sequence[tuple[str, str]],
+        deletes: Sequence[str],
+    ) -> None:
+        """Stamp the collection and bring the keyword index along."""
+        embedder = self.embedder
+        model = {MODEL_KEY: embedder.name, DIMENSION_KEY: embedder.dimension}
+        index = self.store.keyword_index(self._bank_id)
+        await index.record_write(self.store.client, collection, before, upserts, deletes, model)
 
     async def _store_records(
         self,
@@ -398,9 +415,6 @@ class MemoryBank:
         got = await self.store.client.call(collection.get, where=where, include=["metadatas"])
         return {str(m["document_id"]): dict(m) for m in got["metadatas"] or []}
 
-    async def _delete_where(self, collection: Collection, where: dict[str, Any]) -> None:
-        await self.store.client.call(collection.delete, where=where)
-
     # --- documents ----------------------------------------------------------------------
 
     async def list_documents(self) -> list[DocumentInfo]:
@@ -429,8 +443,20 @@ class MemoryBank:
         got = await client.call(collection.get, where={"document_id": document_id}, include=[])
         if not got["ids"]:
             raise DocumentNotFoundError(self._bank_id, document_id)
+        before = await remote_stamp(client, self._bank_id)
         await client.call(collection.delete, ids=got["ids"])
+        await self._record_write(collection, before, [], got["ids"])
         return len(got["ids"])
+
+    async def reindex(self) -> None:
+        """Rebuild the bank's keyword index from its collection.
+
+        Never needed for writes made through banks (they keep it in sync, and an index that
+        missed a write rebuilds itself); call it after writing to the collection directly.
+        """
+        collection, _ = await self._ready()
+        index = self.store.keyword_index(self._bank_id)
+        await index.ensure_fresh(self.store.client, collection.name, force=True)
 
     # --- queries ------------------------------------------------------------------------
 
@@ -459,7 +485,13 @@ class MemoryBank:
         if limit < 1:
             raise MemoryBankError(f"limit must be at least 1 (got {limit})")
         collection, _ = await self._ready()
-        search = _search.Search(self.store.client, collection, self.embedder, _where(where))
+        search = _search.Search(
+            self.store.client,
+            collection,
+            self.embedder,
+            _where(where),
+            self.store.keyword_index(self._bank_id),
+        )
         threshold = self.min_score if min_score is None else min_score
         if mode == "vector":
             hits = await search.vector(query, limit, threshold)

@@ -16,14 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import numpy as np
-import numpy.typing as npt
-
 from agentic.errors import ConfigError, MissingDependencyError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
     from sentence_transformers import SentenceTransformer
     from tokenizers import Tokenizer
+
+    Vectors = npt.NDArray[np.float32]
 
 __all__ = ["DEFAULT_EMBEDDING_MODEL", "Embedder", "load_embedder", "resolve_model"]
 
@@ -34,8 +35,6 @@ _FALLBACK_MAX_SEQ: Final = 512
 """For models that declare no maximum sequence length (rare): BERT-sized inputs."""
 _INLINE_COUNT_CHARS: Final = 20_000
 """Texts up to this size are counted on the calling thread (a few milliseconds at most)."""
-
-Vectors = npt.NDArray[np.float32]
 
 _cache: dict[tuple[str, str | None], Embedder] = {}
 _cache_lock = threading.Lock()
@@ -94,6 +93,11 @@ class Embedder:
         return f"Embedder({self.name!r}, dimension={self.dimension}, max_tokens={self.max_tokens})"
 
     @property
+    def model(self) -> SentenceTransformer:
+        """The loaded sentence-transformers model (shared: do not change its settings)."""
+        return self._model
+
+    @property
     def tokenizer(self) -> Tokenizer:
         """The model's tokenizer, truncation and padding off (a private copy: never mutate)."""
         return self._tokenizer
@@ -110,6 +114,8 @@ class Embedder:
 
     def embed_sync(self, texts: Sequence[str]) -> Vectors:
         """Unit-length embeddings of ``texts``, shape ``(len(texts), dimension)``."""
+        import numpy as np  # with sentence-transformers (the memory extra), not a core dependency
+
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         out: Any = self._model.encode(
@@ -128,7 +134,9 @@ class Embedder:
 
 
 def _dimension(model: SentenceTransformer, name: str) -> int:
-    dim = model.get_embedding_dimension()
+    # sentence-transformers 6 renamed get_sentence_embedding_dimension
+    get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    dim = get()
     if not dim:
         raise ConfigError(f"embedding model {name!r} does not declare its embedding dimension")
     return int(dim)

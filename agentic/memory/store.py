@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Self
 
 from agentic.config import Settings
 from agentic.errors import ConfigError, MemoryBankError
-from agentic.memory._chroma import ChromaClient
+from agentic.memory._chroma import ChromaClient, parse_url
+from agentic.memory._keyword_index import KeywordIndex
 from agentic.memory.embedding import Embedder, _load_sync
 
 if TYPE_CHECKING:
@@ -23,13 +24,16 @@ MODEL_KEY = "agentic_embedding_model"
 
 
 class MemoryStore:
-    """One Chroma (a server at ``url``, embedded at ``path``, or in-process when
-    ``ephemeral``) and one embedding model, shared by every bank opened from it.
+    """One Chroma (a server at ``url``, embedded in the directory ``path``, or in-process
+    when ``ephemeral``) and one embedding model, shared by every bank opened from it.
 
     Unset, the location comes from :class:`~agentic.config.Settings`: ``chroma_url`` when
     set, else ``<home>/memory``; the model from ``embedding_model`` / ``embedding_device``.
     Nothing is opened until first use (or :meth:`open`); the model is loaded once per
-    process however many stores and banks use it.
+    process however many stores and banks use it. An embedded store keeps Chroma's files in
+    ``<path>/chroma`` and the banks' keyword indexes in ``<path>/keyword``; with a server,
+    the keyword indexes (caches, rebuilt from the server when stale) live under
+    ``<home>/memory/servers``.
     """
 
     def __init__(
@@ -52,7 +56,10 @@ class MemoryStore:
         self.device = device if device is not None else self._settings.embedding_device
         self._client: ChromaClient | None = None
         self._embedder: Embedder | None = None
+        self._indexes: dict[str, KeywordIndex] = {}
         self._lock = threading.Lock()
+        self.generation = 0
+        """Bumped by every :meth:`aclose`: banks reopen their collection when it changes."""
 
     def _default_url(self, path: str | Path | None, ephemeral: bool) -> str | None:
         return None if path is not None or ephemeral else self._settings.chroma_url
@@ -67,7 +74,27 @@ class MemoryStore:
             return self._url
         if self._ephemeral:
             return "memory"
-        return str(self._path or self._settings.home.expanduser() / "memory")
+        return str(self._directory())
+
+    def _directory(self) -> Path:
+        return self._path or self._settings.home.expanduser() / "memory"
+
+    def keyword_index(self, bank_id: str) -> KeywordIndex:
+        """The keyword index of a bank (one per bank id and store)."""
+        with self._lock:
+            index = self._indexes.get(bank_id)
+            if index is None:
+                index = self._indexes[bank_id] = KeywordIndex(self._index_path(bank_id))
+            return index
+
+    def _index_path(self, bank_id: str) -> Path | None:
+        if self._ephemeral:
+            return None
+        if self._url is not None:
+            host, port, _ = parse_url(self._url)
+            root = self._settings.home.expanduser() / "memory" / "servers" / f"{host}-{port}"
+            return root / f"{bank_id}.sqlite3"
+        return self._directory() / "keyword" / f"{bank_id}.sqlite3"
 
     async def open(self) -> Self:
         """Connect to Chroma, then load the embedding model (both off the event loop).
@@ -83,7 +110,7 @@ class MemoryStore:
             if self._client is None:
                 path = None
                 if self._url is None and not self._ephemeral:
-                    path = self._path or self._settings.home_dir() / "memory"
+                    path = self._directory() / "chroma"
                 self._client = ChromaClient.connect(path=path, url=self._url)
             if self._embedder is None:
                 self._embedder = _load_sync(self.model, self.device)
@@ -121,6 +148,7 @@ class MemoryStore:
         if bank_id not in await self.list_banks():
             raise MemoryBankError(f"no memory bank {bank_id!r} in {self.location}")
         await self.client.call(self.client.client.delete_collection, bank_id)
+        await asyncio.to_thread(self.keyword_index(bank_id).drop)
 
     async def aclose(self) -> None:
         """Release the Chroma client; embedded banks stay on disk (in-process ones go).
@@ -128,6 +156,11 @@ class MemoryStore:
         The store can be used again afterwards: it reconnects on next use.
         """
         client, self._client = self._client, None
+        self.generation += 1
+        with self._lock:
+            indexes, self._indexes = list(self._indexes.values()), {}
+        for index in indexes:
+            await asyncio.to_thread(index.close)
         if client is not None:
             await asyncio.to_thread(client.close)
 

@@ -108,7 +108,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaSe
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MemoryStore]:
     if request.param == "server":
         server: ChromaServer = request.getfixturevalue("chroma_server")
-        s = MemoryStore(url=server.url)
+        s = MemoryStore(url=server.url, settings=Settings(home=tmp_path))
     else:
         s = MemoryStore(path=tmp_path / "chroma")
     await s.open()
@@ -383,7 +383,7 @@ async def test_a_bank_opened_with_another_model_is_refused(
     bank = store.bank(f"test-{uuid.uuid4().hex[:12]}")
     await add_facts(bank)
     if store.location.startswith("http"):
-        other = MemoryStore(url=store.location, model=other_model)
+        other = MemoryStore(url=store.location, model=other_model, settings=Settings(home=tmp_path))
     else:
         other = MemoryStore(path=store.location, model=other_model)
     with pytest.raises(EmbeddingMismatchError) as info:
@@ -411,7 +411,10 @@ async def test_a_bank_opened_with_another_model_is_refused(
 async def test_embedded_banks_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "chroma"
     first = MemoryStore(path=path)
-    await add_facts(first.bank("facts"))
+    facts = first.bank("facts")
+    await add_facts(facts)
+    await first.aclose()
+    assert await facts.count() == 3  # a closed store reconnects, its banks reopen
     await first.aclose()
     again = MemoryStore(settings=Settings(home=tmp_path / "home", chroma_url=None), path=path)
     bank = again.bank("facts")
@@ -443,7 +446,7 @@ async def test_server_banks_survive_a_server_restart_and_outages_are_clear(
     server = ChromaServer(tmp_path / "server")
     await asyncio.to_thread(server.start)
     try:
-        store = MemoryStore(url=server.url)
+        store = MemoryStore(url=server.url, settings=Settings(home=tmp_path))
         bank = store.bank("facts")
         await add_facts(bank)
         await asyncio.to_thread(server.stop)
@@ -522,17 +525,32 @@ async def test_large_ingests_embed_and_store_in_overlapping_batches(
     await store.delete_bank(bank.bank_id)
 
 
-async def test_keyword_search_skips_terms_too_common_to_rank_by(
-    bank: MemoryBank, monkeypatch: pytest.MonkeyPatch
+async def test_keyword_index_follows_every_writer(
+    bank: MemoryBank, store: MemoryStore, tmp_path: Path
 ) -> None:
     await add_facts(bank)
-    monkeypatch.setattr("agentic.memory._search.MAX_POSTINGS", 1)
-    assert await bank.query("moon", mode="keyword") != []  # in one chunk: searched
-    assert await bank.query("the and", mode="keyword") == []  # stop words only
-    hits = await bank.query("doors moon", mode="keyword")
-    assert {h.document_id for h in hits} == {"hinge", "tides"}
-    await bank.add_text("The moon and the doors again.", document_id="both")
-    assert await bank.query("doors moon", mode="keyword") == []  # both terms now too common
+    assert [h.document_id for h in await bank.query("XK-4471-B", mode="keyword")] == ["hinge"]
+    # another process (here: another store on the same Chroma) writes to the bank
+    if store.location.startswith("http"):
+        other = MemoryStore(url=store.location, settings=Settings(home=tmp_path / "other"))
+    else:
+        other = MemoryStore(path=store.location)
+    await other.bank(bank.bank_id).add_text("Spare part QZ-1234 fits XK-4471-B.", document_id="qz")
+    await other.bank(bank.bank_id).delete_document("hinge")
+    await other.aclose()
+    assert [h.document_id for h in await bank.query("XK-4471-B", mode="keyword")] == ["qz"]
+    # a write straight to the collection is found after reindex()
+    collection = await store.client.call(store.client.client.get_collection, bank.bank_id)
+    await store.client.call(
+        collection.add,
+        ids=["raw#0"],
+        embeddings=[[0.0] * 383 + [1.0]],
+        documents=["Raw record ZZ-9 written without the bank."],
+        metadatas=[{"document_id": "raw", "position": 0}],
+    )
+    assert await bank.query("ZZ-9", mode="keyword") == []
+    await bank.reindex()
+    assert [h.document_id for h in await bank.query("ZZ-9", mode="keyword")] == ["raw"]
 
 
 async def test_in_process_stores_and_context_managers() -> None:
