@@ -47,6 +47,9 @@ bench: setup
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/llama_format.py
 	$(BIN)/python bench/turn_overhead.py
+	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/shields.py
+	$(BIN)/python bench/memory.py
 
 demo: setup
 	$(BIN)/python examples/quickstart.py
