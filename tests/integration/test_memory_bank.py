@@ -538,7 +538,9 @@ async def test_keyword_index_follows_every_writer(
     await other.bank(bank.bank_id).add_text("Spare part QZ-1234 fits XK-4471-B.", document_id="qz")
     await other.bank(bank.bank_id).delete_document("hinge")
     await other.aclose()
+    await bank.add_text("Green tea note.", document_id="tea")  # writing on a stale index...
     assert [h.document_id for h in await bank.query("XK-4471-B", mode="keyword")] == ["qz"]
+    assert [h.document_id for h in await bank.query("green tea", mode="keyword")] == ["tea"]
     # a write straight to the collection is found after reindex()
     collection = await store.client.call(store.client.client.get_collection, bank.bank_id)
     await store.client.call(
