@@ -83,7 +83,7 @@ def extract_text(
         text = _decode(data, charset, source)
         if kind == HTML:
             text, title = html_to_text(text)
-    require_text(text, source, kind)
+    _require_text(text, source, kind)
     return LoadedDocument(text=text, source=source, mime_type=kind, title=title)
 
 
@@ -98,11 +98,11 @@ def text_of(content: str, mime_type: str, *, source: str) -> str:
             source=source,
         )
     text = html_to_text(content)[0] if kind == HTML else content
-    require_text(text, source, kind)
+    _require_text(text, source, kind)
     return text
 
 
-def require_text(text: str, source: str, kind: str = PLAIN) -> None:
+def _require_text(text: str, source: str, kind: str = PLAIN) -> None:
     """Raise DocumentError when ``text`` is blank, with a hint for PDFs and HTML."""
     if text.strip():
         return
