@@ -109,6 +109,21 @@ class ThreadedSqliteSaver(SqliteSaver):
         for item in await self._thread.run(collect):
             yield item
 
+    def put_writes(
+        self,
+        config: RunnableConfig,
+        writes: Sequence[tuple[str, Any]],
+        task_id: str,
+        task_path: str = "",
+    ) -> None:
+        """A step's writes in one transaction (autocommit would commit every row alone)."""
+        self.conn.execute("BEGIN")
+        try:
+            super().put_writes(config, writes, task_id, task_path)  # commits at its end
+        finally:
+            if self.conn.in_transaction:  # it raised before committing
+                self.conn.rollback()
+
     async def aput(
         self,
         config: RunnableConfig,

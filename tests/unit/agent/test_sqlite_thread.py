@@ -1,0 +1,81 @@
+"""SQLite persistence on its own thread: the checkpointer and store API, errors, closing."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.base import create_checkpoint, empty_checkpoint
+
+from agentic.agent._sqlite import SqliteThread, ThreadedSqliteSaver, ThreadedSqliteStore
+from agentic.agent.store import state_serializer
+from agentic.errors import ConfigError
+
+
+@pytest.fixture
+async def thread(tmp_path: Path) -> AsyncIterator[SqliteThread]:
+    t = SqliteThread(tmp_path / "s.sqlite", busy_timeout=1.0)
+    await t.open()
+    yield t
+    await t.aclose()
+
+
+def _config(thread_id: str, checkpoint_id: str | None = None) -> Any:
+    conf: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
+    if checkpoint_id:
+        conf["checkpoint_id"] = checkpoint_id
+    return {"configurable": conf}
+
+
+async def test_checkpoints_writes_history_and_delete(thread: SqliteThread) -> None:
+    saver = ThreadedSqliteSaver(thread, serde=state_serializer())
+    await saver.asetup()
+    first = empty_checkpoint()
+    saved = await saver.aput(_config("t1"), first, {"step": 0}, {})
+    second = create_checkpoint(first, None, 1)
+    saved2 = await saver.aput(saved, second, {"step": 1}, {})
+    await saver.aput_writes(saved2, [("messages", ["hi"]), ("turn", {"n": 1})], "task-1")
+    latest = await saver.aget_tuple(_config("t1"))
+    assert latest is not None
+    assert latest.checkpoint["id"] == second["id"]
+    assert [(w[1], w[2]) for w in latest.pending_writes or []] == [
+        ("messages", ["hi"]),
+        ("turn", {"n": 1}),
+    ]
+    history = [t.checkpoint["id"] async for t in saver.alist(_config("t1"))]
+    assert history == [second["id"], first["id"]]
+    limited = [t async for t in saver.alist(_config("t1"), limit=1)]
+    assert len(limited) == 1
+    await saver.adelete_thread("t1")
+    assert await saver.aget_tuple(_config("t1")) is None
+
+
+async def test_the_store_runs_its_batches_on_the_thread(thread: SqliteThread) -> None:
+    store = ThreadedSqliteStore(thread)
+    await store.asetup()
+    await store.aput(("sessions",), "s1", {"agent": "a", "n": 1})
+    item = await store.aget(("sessions",), "s1")
+    assert item is not None
+    assert item.value == {"agent": "a", "n": 1}
+    found = await store.asearch(("sessions",), filter={"agent": "a"})
+    assert [i.key for i in found] == ["s1"]
+    await store.adelete(("sessions",), "s1")
+    assert await store.aget(("sessions",), "s1") is None
+
+
+async def test_an_unopenable_database_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "dir.sqlite").mkdir()  # a directory where the file should be
+    t = SqliteThread(tmp_path / "dir.sqlite", busy_timeout=0.1)
+    with pytest.raises(ConfigError, match="cannot open the session database"):
+        await t.open()
+    await t.aclose()
+
+
+async def test_closing_twice_is_harmless(tmp_path: Path) -> None:
+    t = SqliteThread(tmp_path / "s.sqlite", busy_timeout=0.1)
+    await t.open()
+    await t.aclose()
+    await t.aclose()
+    assert t.conn is None
