@@ -68,6 +68,8 @@ async def _print_turn(events: AsyncIterator[Event], out: TextIO, err: TextIO) ->
     for_text = False
     async for event in events:
         if event.event == "step_progress" and event.text:
+            if event.replaced:  # a shield withheld the rest of the answer
+                out.write("\n[the rest was withheld by a shield] " if for_text else "")
             out.write(event.text)
             out.flush()
             for_text = True

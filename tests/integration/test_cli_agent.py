@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from agentic import _cli_agent
+from agentic._cli_agent import _print_turn
+from agentic.agent import Event, StepProgress, StepType
 from agentic.cli import main
 from agentic.testing import VLLMTestServer
 
@@ -67,3 +70,15 @@ def test_several_served_models_need_model(capsys: pytest.CaptureFixture[str]) ->
         code = main(["chat", "--base-url", server.base_url])
     assert code == 2
     assert "choose one with --model" in capsys.readouterr().err
+
+
+async def test_withheld_text_is_marked_where_the_refusal_starts() -> None:
+    ids = {"turn_id": "t", "step_id": "s", "step_type": StepType.inference}
+
+    async def events() -> AsyncIterator[Event]:
+        yield StepProgress(text="Mix the ", **ids)
+        yield StepProgress(text="I can't help with that.", replaced=True, **ids)
+
+    out, err = io.StringIO(), io.StringIO()
+    assert await _print_turn(events(), out, err) is None
+    assert out.getvalue() == "Mix the \n[the rest was withheld by a shield] I can't help with that."
