@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from _table import Row, print_rows
 
 from agentic.inference.base import Completion, InferenceRequest, TextDelta
 from agentic.inference.vllm_server import VLLMServer
@@ -48,7 +49,6 @@ from agentic.types import (
 
 MODEL = "meta-llama/Llama-3.1-8B-Instruct"
 ANSWER = "The weather in Paris is 25 C and sunny, a fine day for a walk by the Seine.<|eot_id|>"
-Row = tuple[str, float, float, str]
 
 
 def _tools() -> list[ToolDefinition]:
@@ -382,22 +382,13 @@ def bench_client(quick: bool) -> list[Row]:
     return rows
 
 
-def _print(rows: list[Row]) -> None:
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measurement':{width}}  {'value':>10}  {'ratio':>7}  unit")
-    print("-" * (width + 30))
-    for name, value, ratio, unit in rows:
-        shown = f"{ratio:7.2f}" if ratio else "       "
-        print(f"{name:{width}}  {value:10.2f}  {shown}  {unit}")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
     args = parser.parse_args(argv)
     rounds = 50 if args.quick else 300
     rows = bench_render(rounds) + bench_growth() + bench_parse(rounds) + bench_client(args.quick)
-    _print(rows)
+    print_rows(rows)
     out = Path(__file__).parent / "results" / "llama_format.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(

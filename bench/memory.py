@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from _table import Row, print_rows
 
 from agentic.memory import MemoryBank, MemoryStore
 from agentic.types import Document
 
 DATA = Path(__file__).parents[1] / "tests" / "data" / "memory"
-Row = tuple[str, float, float, str]
 LIMIT = 5
 
 
@@ -184,15 +184,6 @@ async def bench_query(store: MemoryStore, sizes: list[int], rounds: int) -> list
     return rows
 
 
-def _print(rows: list[Row]) -> None:
-    width = max(len(r[0]) for r in rows)
-    print(f"{'measurement':{width}}  {'value':>10}  {'ratio':>7}  unit")
-    print("-" * (width + 30))
-    for name, value, ratio, unit in rows:
-        shown = f"{ratio:7.2f}" if ratio else "       "
-        print(f"{name:{width}}  {value:10.2f}  {shown}  {unit}")
-
-
 async def run(quick: bool) -> tuple[list[Row], dict[str, Any]]:
     load_start = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
@@ -221,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller corpus and index")
     args = parser.parse_args(argv)
     rows, meta = asyncio.run(run(args.quick))
-    _print(rows)
+    print_rows(rows)
     out = Path(__file__).parent / "results" / "memory.json"
     out.parent.mkdir(exist_ok=True)
     keys = ("name", "value", "ratio", "unit")
