@@ -35,7 +35,6 @@ from agentic.agent.types import (
     new_id,
     utcnow,
 )
-from agentic.config import Settings
 from agentic.tools.base import ToolContext, ToolResponse
 from agentic.tools.executor import unparsable_response
 from agentic.types import AssistantMessage, Message, ToolCall, UserMessage, content_text
@@ -82,8 +81,8 @@ class TurnContext:
     core: AgentCore
     session_id: str
     store: SessionRecorder
-    documents: DocumentBanks | None = None
-    """Where the session's long attached documents are chunked (None: nowhere)."""
+    documents: DocumentBanks
+    """Where the session's long attached documents are chunked."""
 
 
 class SessionRecorder(Protocol):
@@ -140,10 +139,9 @@ async def memory_retrieval(state: TurnState, runtime: Rt) -> TurnState:
     user = messages[0]
     assert isinstance(user, UserMessage)
     query = content_text(user.content)
-    banks = ctx.documents or DocumentBanks(Settings(), core.retrievers)
     found = await retrieve_for_turn(
         core,
-        banks,
+        ctx.documents,
         ctx.session_id,
         query,
         turn.documents,
