@@ -41,7 +41,7 @@ def split_documents(
     inline: list[Document] = []
     long: list[Document] = []
     for doc in documents:
-        # 4 bytes per token at most: a cheap bound before counting exactly
+        # a token is at least one character: a cheap bound before counting exactly
         short = len(doc.content) <= inline_tokens or count_tokens(doc.content) <= inline_tokens
         (inline if short else long).append(doc)
     return inline, long
