@@ -17,7 +17,7 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
@@ -194,7 +194,8 @@ class Agent:
             metadata=dict(metadata or {}),
         )
         await self.sessions.save_session(info)
-        return Session(self, info)
+        # a generated id is new: no state to read before the first turn
+        return Session(self, info, new=session_id is None)
 
     async def get_session(self, session_id: str) -> Session:
         """An existing session, to continue it (also after a restart)."""
@@ -257,13 +258,16 @@ class TurnStream:
 class Session:
     """A conversation with an agent: a sequence of turns, persisted after every step."""
 
-    def __init__(self, agent: Agent, info: SessionInfo) -> None:
+    def __init__(self, agent: Agent, info: SessionInfo, *, new: bool = False) -> None:
         self.agent = agent
         self.info = info
         self._config: Any = {"configurable": {"thread_id": info.session_id}}
-        self._context = TurnContext(agent.core, info.session_id, agent.sessions, agent.documents)
+        self._context = TurnContext(
+            agent.core, info.session_id, agent.sessions, agent.documents, info
+        )
         self._last: Turn | None = None
-        self._known = False
+        self._known = new
+        """Whether ``_last`` is the session's last turn (else read it from the checkpoint)."""
 
     def __repr__(self) -> str:
         return f"Session({self.id!r}, agent={self.agent.name!r})"
@@ -366,29 +370,20 @@ class Session:
         self, graph: Graph, graph_input: Any, turn: Turn
     ) -> AsyncGenerator[Event, None]:
         self._known = False  # until the run ends cleanly
-        interrupted = False
-        durability = self.agent.config.persistence.durability
-        async for mode, chunk in graph.astream(
+        completed = False
+        async for event in graph.astream(
             graph_input,
             self._config,
             context=self._context,
-            stream_mode=["custom", "updates"],
-            durability=durability,
+            stream_mode="custom",  # nodes write nothing but events
+            durability=self.agent.config.persistence.step_durability,
         ):
-            if mode == "custom":
-                event = cast(Event, chunk)  # nodes write nothing but events
-                if isinstance(event, TurnComplete):
-                    turn = event.turn
-                yield event
-                continue
-            updates = cast(dict[str, Any], chunk)
-            if "__interrupt__" in updates:
-                interrupted = True
-                continue
-            for update in updates.values():
-                if isinstance(update, dict) and "turn" in update:
-                    turn = update["turn"]
-        if interrupted:
+            if isinstance(event, TurnComplete):
+                turn, completed = event.turn, True
+            yield event
+        if not completed:  # the run stopped at the client-tools interrupt
+            snapshot = await graph.aget_state(self._config)
+            turn = snapshot.values["turn"]
             yield TurnAwaitingInput(turn=turn, tool_calls=turn.pending_tool_calls)
         self._last, self._known = turn, True
 

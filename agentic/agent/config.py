@@ -32,7 +32,9 @@ class PersistenceConfig(BaseModel):
     ``postgres``: a shared database at ``url`` (extra ``postgres``). ``memory``: this process
     only. ``durability``: ``sync`` writes every step before the next one starts (a killed
     process loses no finished step), ``async`` writes in the background, ``exit`` only when
-    the turn stops.
+    the turn stops (completes, waits for client tools, fails or is abandoned). By default
+    ``sync`` for a database and ``exit`` for ``memory``, which a killed process loses
+    anyway: a stopped turn resumes from its last finished step either way.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -40,7 +42,14 @@ class PersistenceConfig(BaseModel):
     backend: Literal["sqlite", "postgres", "memory"] = "sqlite"
     path: Path | None = None
     url: str | None = None
-    durability: Literal["sync", "async", "exit"] = "sync"
+    durability: Literal["sync", "async", "exit"] | None = None
+
+    @property
+    def step_durability(self) -> Literal["sync", "async", "exit"]:
+        """The durability in effect (``durability``, else the backend's default)."""
+        if self.durability is not None:
+            return self.durability
+        return "exit" if self.backend == "memory" else "sync"
 
     def model_post_init(self, context: Any, /) -> None:
         if self.backend == "postgres" and not self.url:

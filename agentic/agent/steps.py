@@ -24,6 +24,7 @@ from agentic.agent.retrieval import DocumentBanks, retrieve_for_turn
 from agentic.agent.types import (
     CodeCheck,
     MemoryRetrievalStep,
+    SessionInfo,
     Step,
     StepComplete,
     StepStart,
@@ -83,12 +84,14 @@ class TurnContext:
     store: SessionRecorder
     documents: DocumentBanks
     """Where the session's long attached documents are chunked."""
+    session: SessionInfo
+    """The session's record (its name and metadata; the turn counters are rewritten)."""
 
 
 class SessionRecorder(Protocol):
     """Where finished turns go (the session store)."""
 
-    async def save_turn(self, turn: Turn) -> None: ...
+    async def save_turn(self, turn: Turn, session: SessionInfo) -> None: ...
 
 
 Rt = Runtime[TurnContext]
@@ -114,7 +117,7 @@ async def finish(
             "completed_at": utcnow(),
         }
     )
-    await rt.context.store.save_turn(done)
+    await rt.context.store.save_turn(done, rt.context.session)
     rt.stream_writer(TurnComplete(turn=done))
     history = state.get("history") or []
     update: TurnState = {"turn": done, "messages": [], "pending": [], "unparsable": None}

@@ -16,7 +16,7 @@ from typing import Any, cast
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from langgraph.store.base import BaseStore
+from langgraph.store.base import BaseStore, PutOp
 from langgraph.store.memory import InMemoryStore
 
 from agentic.agent import types as agent_types
@@ -229,13 +229,20 @@ class SessionStore:
 
     # --- turns ------------------------------------------------------------------------------
 
-    async def save_turn(self, turn: Turn) -> None:
-        """Record a finished turn and bump its session's counters."""
-        store = self._store()
-        await store.aput(_turns_ns(turn.session_id), turn.turn_id, turn.model_dump(mode="json"))
-        info = await self.load_session(turn.session_id)
-        update = {"turn_count": max(info.turn_count, turn.index + 1), "updated_at": utcnow()}
-        await self.save_session(info.model_copy(update=update))
+    async def save_turn(self, turn: Turn, session: SessionInfo) -> None:
+        """Record a finished turn and its session's counters: one batch, one round trip.
+
+        ``session`` gives the record's fixed fields (name, metadata, creation time); the
+        counters come from the turn, so a stale copy writes the same record.
+        """
+        count = max(session.turn_count, turn.index + 1)
+        info = session.model_copy(update={"turn_count": count, "updated_at": utcnow()})
+        await self._store().abatch(
+            [
+                PutOp(_turns_ns(turn.session_id), turn.turn_id, turn.model_dump(mode="json")),
+                PutOp(_SESSIONS, info.session_id, info.model_dump(mode="json")),
+            ]
+        )
 
     async def load_turn(self, session_id: str, turn_id: str) -> Turn | None:
         item = await self._store().aget(_turns_ns(session_id), turn_id)

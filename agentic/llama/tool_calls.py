@@ -514,6 +514,49 @@ StreamEvent: TypeAlias = TextChunk | ToolCallChunk
 
 _CHEAP_HOLD = 256  # held-back text shorter than this is looked at again on every delta
 _SETTLING = re.compile(r"[}\])>\n]")
+_JSON_HEAD_DECIDED = re.compile(r'\s*\{\s*"')
+_JSON_MARKS = re.compile(r'[\\"{}\[\]]')
+
+
+class _JsonDepth:
+    """Bracket depth of a growing JSON text outside strings, each character read once.
+
+    While a call body is inside its first object, past a head the full check accepted, only
+    the bracket that closes it can change the verdict: until then the full check (a failing
+    decode and a token scan per delta) is skipped.
+    """
+
+    __slots__ = ("closed", "depth", "escaped_at", "in_string", "seen")
+
+    def __init__(self) -> None:
+        self.depth = 0
+        self.in_string = False
+        self.escaped_at = -1  # position of the character a backslash escapes
+        self.closed = False
+        self.seen = 0
+
+    def inside(self, text: str) -> bool:
+        """Read the new part of ``text``; whether its first object is still open."""
+        pos, self.seen = self.seen, len(text)
+        for mark in _JSON_MARKS.finditer(text, pos):
+            at, char = mark.start(), mark.group()
+            if at == self.escaped_at:
+                continue
+            if self.in_string:
+                if char == "\\":
+                    self.escaped_at = at + 1
+                elif char == '"':
+                    self.in_string = False
+            elif char == '"':
+                self.in_string = True
+            elif char in "{[":
+                self.depth += 1
+            elif char != "\\":  # a closing bracket (a backslash outside strings is no JSON)
+                self.depth -= 1
+                if self.depth <= 0:
+                    self.closed = True
+                    break
+        return not self.closed
 
 
 def _stable(body: str) -> str:
@@ -553,6 +596,7 @@ class StreamingToolCallParser:
         self._body_start: int | None = None
         self._ipython = False
         self._whole_body_open = True
+        self._json: _JsonDepth | None = None
         self._scan_from = 0
         self._checked = 0
         self._content = ""
@@ -581,7 +625,11 @@ class StreamingToolCallParser:
         if not self._due(body, 0 if self._whole_body_open else self._scan_from):
             return []
         if self._whole_body_open:
+            if self._json is not None and self._json.inside(body):
+                return []  # still inside the first call object: nothing can be decided
             if _whole_body_calls(stable, final=False) is not None:
+                if self._json is None and _JSON_HEAD_DECIDED.match(body):
+                    self._json = _JsonDepth()
                 return []
             self._whole_body_open = False
         return self._scan_more(body, len(stable))

@@ -103,7 +103,16 @@ async def test_hundred_sessions_run_concurrently(tmp_path: Path) -> None:
     assert all(s.turn_count == 1 for s in listed)
 
 
-async def test_failed_turn_is_resumed_from_its_last_step(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "persistence",
+    [SQLITE, PersistenceConfig(backend="memory")],
+    ids=["sqlite-per-step", "memory-at-exit"],
+)
+async def test_failed_turn_is_resumed_from_its_last_step(
+    tmp_path: Path, persistence: PersistenceConfig
+) -> None:
+    """Per-step writes (SQLite) and the memory backend's write when the turn stops both keep
+    the finished tool step."""
     calls: list[str] = []
 
     @tool
@@ -117,7 +126,7 @@ async def test_failed_turn_is_resumed_from_its_last_step(tmp_path: Path) -> None
         "Counted.<|eot_id|>",
     ]
     with VLLMTestServer(script) as server:
-        async with agent_on(server, tmp_path, tools=[count], persistence=SQLITE) as agent:
+        async with agent_on(server, tmp_path, tools=[count], persistence=persistence) as agent:
             session = await agent.create_session()
             with pytest.raises(Exception, match="engine died"):
                 await session.run("count Rome")

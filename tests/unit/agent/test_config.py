@@ -120,6 +120,14 @@ def test_postgres_needs_a_url() -> None:
         PersistenceConfig(backend="postgres")
 
 
+def test_durability_defaults_to_per_step_for_databases_and_exit_for_memory() -> None:
+    assert PersistenceConfig().step_durability == "sync"
+    assert PersistenceConfig(backend="postgres", url="postgresql://h/db").step_durability == "sync"
+    assert PersistenceConfig(backend="memory").step_durability == "exit"
+    assert PersistenceConfig(backend="memory", durability="sync").step_durability == "sync"
+    assert PersistenceConfig(durability="async").step_durability == "async"
+
+
 def test_from_dict_errors_name_the_field() -> None:
     with pytest.raises(ConfigError, match="response_format"):
         AgentConfig.from_dict({"model": LLAMA31, "response_format": 3})

@@ -415,6 +415,15 @@ def test_closed_json_that_is_not_a_call_is_released_before_the_end() -> None:
     assert text_of(per_feed[0]) == '{"a": tru}'  # closed and refused by the decoder
 
 
+def test_json_that_is_no_call_is_released_once_closed_whatever_its_strings_hold() -> None:
+    obj = json.dumps({"q": 'a } b ] c \\" { [ \\', "n": [{"x": "}"}]})
+    per_feed, _, message = stream([*obj, " is", " the", " data", ".", "<|eot_id|>"])
+    closed = len(obj) - 1
+    assert not any(per_feed[:closed])  # held while the object is open
+    assert text_of([e for events in per_feed[: closed + 3] for e in events]).startswith(obj)
+    assert message.content == obj + " is the data."
+
+
 def test_text_that_only_starts_like_a_call_is_released_early() -> None:
     per_feed, _, _ = stream(["[Note", "] this ", "is text"])
     assert text_of(per_feed[1]) == "[Note] this"
