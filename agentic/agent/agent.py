@@ -17,7 +17,7 @@ import re
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, cast
 
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.graph.state import CompiledStateGraph
@@ -371,13 +371,14 @@ class Session:
     ) -> AsyncGenerator[Event, None]:
         self._known = False  # until the run ends cleanly
         completed = False
-        async for event in graph.astream(
+        async for chunk in graph.astream(
             graph_input,
             self._config,
             context=self._context,
-            stream_mode="custom",  # nodes write nothing but events
+            stream_mode="custom",
             durability=self.agent.config.persistence.step_durability,
         ):
+            event = cast(Event, chunk)  # nodes write nothing but events
             if isinstance(event, TurnComplete):
                 turn, completed = event.turn, True
             yield event
