@@ -2,10 +2,10 @@
 
 LangGraph's aiosqlite-based saver and store send every statement, fetch and commit to
 aiosqlite's thread separately: about 15 thread round trips per step of a turn, each a
-cross-thread wake-up. Here the sync :class:`SqliteSaver` / :class:`SqliteStore` run whole
-calls on one dedicated thread that owns the connection, so a step costs two hops (its
-writes, its checkpoint). Calls are serialized on that thread, which also keeps the records'
-read-then-write transactions from racing a checkpoint write.
+cross-thread wake-up. Here whole calls (of our checkpointer, of LangGraph's sync
+:class:`SqliteStore`) run on one dedicated thread that owns the connection, so a step costs
+at most two hops (its writes, its checkpoint), often one. Calls are serialized on that thread,
+which also keeps the records' read-then-write transactions from racing a checkpoint write.
 """
 
 from __future__ import annotations
@@ -16,25 +16,17 @@ import functools
 import queue
 import sqlite3
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
-from langgraph.checkpoint.base import (
-    ChannelVersions,
-    Checkpoint,
-    CheckpointMetadata,
-    CheckpointTuple,
-)
-from langgraph.checkpoint.serde.base import SerializerProtocol
-from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.store.base import Op, Result
 from langgraph.store.sqlite import SqliteStore
 
 from agentic.errors import ConfigError
 
-__all__ = ["SqliteThread", "ThreadedSqliteSaver", "ThreadedSqliteStore"]
+__all__ = ["SqliteThread", "ThreadedSqliteStore"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -166,78 +158,6 @@ def _settle(jobs: list[_Job]) -> None:
             job.future.set_exception(job.error)
         else:
             job.future.set_result(job.result)
-
-
-class ThreadedSqliteSaver(SqliteSaver):
-    """LangGraph's sync SQLite checkpointer with its async API run on the SQLite thread."""
-
-    def __init__(self, thread: SqliteThread, *, serde: SerializerProtocol | None = None) -> None:
-        assert thread.conn is not None, "open the SqliteThread first"
-        super().__init__(thread.conn, serde=serde)
-        self._thread = thread
-
-    async def asetup(self) -> None:
-        await self._thread.run(self.setup)
-
-    async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._thread.run(self.get_tuple, config)
-
-    async def alist(
-        self,
-        config: RunnableConfig | None,
-        *,
-        filter: dict[str, Any] | None = None,
-        before: RunnableConfig | None = None,
-        limit: int | None = None,
-    ) -> AsyncIterator[CheckpointTuple]:
-        def collect() -> list[CheckpointTuple]:
-            return list(self.list(config, filter=filter, before=before, limit=limit))
-
-        for item in await self._thread.run(collect):
-            yield item
-
-    def put_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        """A step's writes in one transaction (autocommit would commit every row alone)."""
-        self.conn.execute("BEGIN")
-        try:
-            super().put_writes(config, writes, task_id, task_path)  # commits at its end
-        finally:
-            if self.conn.in_transaction:  # it raised before committing
-                self.conn.rollback()
-
-    async def aput(
-        self,
-        config: RunnableConfig,
-        checkpoint: Checkpoint,
-        metadata: CheckpointMetadata,
-        new_versions: ChannelVersions,
-    ) -> RunnableConfig:
-        return await self._thread.run(self.put, config, checkpoint, metadata, new_versions)
-
-    async def aput_writes(
-        self,
-        config: RunnableConfig,
-        writes: Sequence[tuple[str, Any]],
-        task_id: str,
-        task_path: str = "",
-    ) -> None:
-        await self._thread.run(self.put_writes, config, writes, task_id, task_path)
-
-    async def adelete_thread(self, thread_id: str) -> None:
-        await self._thread.run(self.delete_thread, thread_id)
-
-    async def aget_delta_channel_history(
-        self, *, config: RunnableConfig, channels: Sequence[str]
-    ) -> Mapping[str, Any]:
-        return await self._thread.run(
-            self.get_delta_channel_history, config=config, channels=channels
-        )
 
 
 class ThreadedSqliteStore(SqliteStore):

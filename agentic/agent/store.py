@@ -9,6 +9,7 @@ in memory.
 
 from __future__ import annotations
 
+import sys
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, cast
@@ -18,8 +19,10 @@ from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
 from langgraph.store.base import BaseStore, PutOp
 from langgraph.store.memory import InMemoryStore
+from pydantic import BaseModel
 
 from agentic.agent import types as agent_types
+from agentic.agent._serde import StateSerializer
 from agentic.agent.config import PersistenceConfig
 from agentic.agent.types import SessionInfo, Turn, utcnow
 from agentic.errors import MissingDependencyError, SessionNotFoundError
@@ -102,9 +105,16 @@ def _containers_copied(value: Any) -> Any:
     return value
 
 
-def state_serializer() -> JsonPlusSerializer:
-    """LangGraph's serializer, allowed to rebuild exactly our state types (nothing else)."""
-    return JsonPlusSerializer(allowed_msgpack_modules=_state_types())
+def state_serializer() -> StateSerializer:
+    """Our state types as pydantic JSON; the rest through LangGraph's serializer, allowed to
+    rebuild exactly our state types (nothing else)."""
+    allowed = _state_types()
+    models = []
+    for module_name, name in allowed:
+        cls = getattr(sys.modules[module_name], name)
+        if isinstance(cls, type) and issubclass(cls, BaseModel):
+            models.append(cls)
+    return StateSerializer(models, JsonPlusSerializer(allowed_msgpack_modules=allowed))
 
 
 class SessionStore:
@@ -150,7 +160,8 @@ class SessionStore:
         return await self._open_postgres()
 
     async def _open_sqlite(self) -> tuple[BaseCheckpointSaver[Any], BaseStore]:
-        from agentic.agent._sqlite import SqliteThread, ThreadedSqliteSaver, ThreadedSqliteStore
+        from agentic.agent._checkpoints import SqliteCheckpointer
+        from agentic.agent._sqlite import SqliteThread, ThreadedSqliteStore
 
         path = self.path
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,7 +171,7 @@ class SessionStore:
         thread = SqliteThread(path, busy_timeout=_BUSY_TIMEOUT)
         self._stack.push_async_callback(thread.aclose)
         await thread.open()
-        saver = ThreadedSqliteSaver(thread, serde=state_serializer())
+        saver = SqliteCheckpointer(thread, serde=state_serializer())
         await saver.asetup()
         store = ThreadedSqliteStore(thread)
         await store.asetup()

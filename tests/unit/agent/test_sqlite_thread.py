@@ -1,4 +1,4 @@
-"""SQLite persistence on its own thread: the checkpointer and store API, errors, closing."""
+"""SQLite persistence on its own thread: the store API, batching, errors, closing."""
 
 from __future__ import annotations
 
@@ -6,13 +6,10 @@ import asyncio
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from langgraph.checkpoint.base import create_checkpoint, empty_checkpoint
 
-from agentic.agent._sqlite import SqliteThread, ThreadedSqliteSaver, ThreadedSqliteStore
-from agentic.agent.store import state_serializer
+from agentic.agent._sqlite import SqliteThread, ThreadedSqliteStore
 from agentic.errors import ConfigError
 
 
@@ -22,36 +19,6 @@ async def thread(tmp_path: Path) -> AsyncIterator[SqliteThread]:
     await t.open()
     yield t
     await t.aclose()
-
-
-def _config(thread_id: str, checkpoint_id: str | None = None) -> Any:
-    conf: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ""}
-    if checkpoint_id:
-        conf["checkpoint_id"] = checkpoint_id
-    return {"configurable": conf}
-
-
-async def test_checkpoints_writes_history_and_delete(thread: SqliteThread) -> None:
-    saver = ThreadedSqliteSaver(thread, serde=state_serializer())
-    await saver.asetup()
-    first = empty_checkpoint()
-    saved = await saver.aput(_config("t1"), first, {"step": 0}, {})
-    second = create_checkpoint(first, None, 1)
-    saved2 = await saver.aput(saved, second, {"step": 1}, {})
-    await saver.aput_writes(saved2, [("messages", ["hi"]), ("turn", {"n": 1})], "task-1")
-    latest = await saver.aget_tuple(_config("t1"))
-    assert latest is not None
-    assert latest.checkpoint["id"] == second["id"]
-    assert [(w[1], w[2]) for w in latest.pending_writes or []] == [
-        ("messages", ["hi"]),
-        ("turn", {"n": 1}),
-    ]
-    history = [t.checkpoint["id"] async for t in saver.alist(_config("t1"))]
-    assert history == [second["id"], first["id"]]
-    limited = [t async for t in saver.alist(_config("t1"), limit=1)]
-    assert len(limited) == 1
-    await saver.adelete_thread("t1")
-    assert await saver.aget_tuple(_config("t1")) is None
 
 
 async def test_the_store_runs_its_batches_on_the_thread(thread: SqliteThread) -> None:

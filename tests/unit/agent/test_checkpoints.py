@@ -1,0 +1,323 @@
+"""The SQLite checkpointer, held to LangGraph's in-memory saver as the reference behaviour,
+and the state serializer's round trips."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from langgraph.checkpoint.base import (
+    BaseCheckpointSaver,
+    Checkpoint,
+    create_checkpoint,
+    empty_checkpoint,
+)
+from langgraph.checkpoint.memory import InMemorySaver
+from langgraph.errors import GraphInterrupt
+from langgraph.types import Interrupt
+
+from agentic.agent._checkpoints import SqliteCheckpointer
+from agentic.agent._sqlite import SqliteThread
+from agentic.agent.store import state_serializer
+from agentic.agent.types import InferenceStep, ToolExecutionStep, Turn, TurnStatus
+from agentic.tools.base import ToolResponse
+from agentic.types import (
+    Artifact,
+    AssistantMessage,
+    ImageContent,
+    StopReason,
+    SystemMessage,
+    TextContent,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+)
+
+NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["sqlite", "reference"])
+async def saver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    if request.param == "reference":
+        yield InMemorySaver(serde=state_serializer())
+        return
+    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await thread.open()
+    cp = SqliteCheckpointer(thread, serde=state_serializer())
+    await cp.asetup()
+    await cp.asetup()  # idempotent
+    yield cp
+    await thread.aclose()
+
+
+def _config(thread_id: str, checkpoint_id: str | None = None, ns: str = "") -> Any:
+    conf: dict[str, Any] = {"thread_id": thread_id, "checkpoint_ns": ns}
+    if checkpoint_id:
+        conf["checkpoint_id"] = checkpoint_id
+    return {"configurable": conf}
+
+
+def _turn(n: int) -> Turn:
+    return Turn(
+        turn_id=f"t{n}",
+        session_id="s",
+        index=n,
+        input_messages=[UserMessage(content=f"question {n}")],
+        started_at=NOW,
+    )
+
+
+async def _put(
+    saver: BaseCheckpointSaver[Any],
+    config: Any,
+    previous: Checkpoint,
+    values: dict[str, Any],
+    step: int,
+) -> tuple[Any, Checkpoint]:
+    """Write ``values`` as the next checkpoint, bumping the version of each channel given."""
+    checkpoint = create_checkpoint(previous, None, step)
+    versions = dict(previous["channel_versions"])
+    new: dict[str, Any] = {}
+    for channel in values:
+        new[channel] = versions[channel] = saver.get_next_version(versions.get(channel), None)
+    checkpoint["channel_versions"] = versions
+    kept = {k: v for k, v in previous["channel_values"].items() if k in versions}
+    checkpoint["channel_values"] = {**kept, **values}
+    saved = await saver.aput(config, checkpoint, {"step": step, "source": "loop"}, new)
+    return saved, checkpoint
+
+
+async def test_latest_by_id_parents_and_unchanged_channels(saver: Any) -> None:
+    history = [UserMessage(content="hi"), AssistantMessage(content="hello")]
+    c1, cp1 = await _put(saver, _config("a"), empty_checkpoint(), {"history": history}, 0)
+    c2, cp2 = await _put(saver, c1, cp1, {"turn": _turn(1), "iteration": 1}, 1)
+    c3, _ = await _put(saver, c2, cp2, {"turn": _turn(2), "iteration": 2}, 2)
+
+    latest = await saver.aget_tuple(_config("a"))
+    assert latest.config == c3
+    assert latest.parent_config == c2
+    assert latest.checkpoint["channel_values"] == {
+        "history": history,
+        "turn": _turn(2),
+        "iteration": 2,
+    }
+    assert latest.metadata["step"] == 2
+    first = await saver.aget_tuple(c1)
+    assert first.checkpoint["channel_values"] == {"history": history}
+    assert first.parent_config is None
+    assert await saver.aget_tuple(_config("b")) is None
+    assert await saver.aget_tuple(_config("a", "no-such-id")) is None
+
+
+async def test_a_cleared_channel_has_no_value(saver: Any) -> None:
+    c1, cp1 = await _put(saver, _config("a"), empty_checkpoint(), {"unparsable": "x"}, 0)
+    cp2 = create_checkpoint(cp1, None, 1)
+    version = saver.get_next_version(cp1["channel_versions"]["unparsable"], None)
+    cp2["channel_versions"] = {"unparsable": version}
+    cp2["channel_values"] = {}
+    await saver.aput(c1, cp2, {"step": 1}, {"unparsable": version})
+    latest = await saver.aget_tuple(_config("a"))
+    assert latest.checkpoint["channel_values"] == {}
+
+
+async def test_list_newest_first_with_before_limit_and_filter(saver: Any) -> None:
+    config, cp = _config("a"), empty_checkpoint()
+    ids = []
+    for step in range(4):
+        config, cp = await _put(saver, config, cp, {"iteration": step}, step)
+        ids.append(cp["id"])
+    await _put(saver, _config("b"), empty_checkpoint(), {"iteration": 9}, 0)
+
+    listed = [t.checkpoint["id"] async for t in saver.alist(_config("a"))]
+    assert listed == ids[::-1]
+    assert [t.checkpoint["id"] async for t in saver.alist(_config("a"), limit=2)] == ids[:1:-1]
+    older = saver.alist(_config("a"), before=_config("a", ids[2]))
+    before = [t.checkpoint["id"] async for t in older]
+    assert before == [ids[1], ids[0]]
+    odd = [t.metadata["step"] async for t in saver.alist(_config("a"), filter={"step": 1})]
+    assert odd == [1]
+    assert len([t async for t in saver.alist(None)]) == 5
+    one = [t.checkpoint["id"] async for t in saver.alist(_config("a", ids[1]))]
+    assert one == [ids[1]]
+
+
+async def test_pending_writes_keep_task_order_and_special_writes_replace(saver: Any) -> None:
+    config, _ = await _put(saver, _config("a"), empty_checkpoint(), {"iteration": 0}, 0)
+    calls = [ToolCall(call_id="c1", tool_name="f", arguments={"x": 1})]
+    await saver.aput_writes(config, [("pending", calls), ("iteration", 1)], "task-b", "~b")
+    await saver.aput_writes(config, [("messages", [UserMessage(content="m")])], "task-a", "~a")
+    await saver.aput_writes(config, [("iteration", 5)], "task-b", "~b")  # kept once
+    await saver.aput_writes(config, [("__interrupt__", [Interrupt(value=1)])], "task-c", "~c")
+    await saver.aput_writes(config, [("__interrupt__", [Interrupt(value=2)])], "task-c", "~c")
+
+    writes = (await saver.aget_tuple(_config("a"))).pending_writes
+    assert [(task, channel) for task, channel, _ in writes] == [
+        ("task-a", "messages"),
+        ("task-b", "pending"),
+        ("task-b", "iteration"),
+        ("task-c", "__interrupt__"),
+    ]
+    values = {(task, channel): value for task, channel, value in writes}
+    assert values["task-b", "pending"] == calls
+    assert values["task-b", "iteration"] == 1
+    assert values["task-c", "__interrupt__"][0].value == 2
+
+
+async def test_delete_thread_leaves_other_threads(saver: Any) -> None:
+    config, _ = await _put(saver, _config("a"), empty_checkpoint(), {"iteration": 0}, 0)
+    await saver.aput_writes(config, [("iteration", 1)], "t")
+    await _put(saver, _config("b"), empty_checkpoint(), {"iteration": 0}, 0)
+    await saver.adelete_thread("a")
+    assert await saver.aget_tuple(_config("a")) is None
+    assert await saver.aget_tuple(_config("b")) is not None
+
+
+async def test_namespaces_are_separate(saver: Any) -> None:
+    await _put(saver, _config("a", ns="inner"), empty_checkpoint(), {"iteration": 7}, 0)
+    assert await saver.aget_tuple(_config("a")) is None
+    inner = await saver.aget_tuple(_config("a", ns="inner"))
+    assert inner.checkpoint["channel_values"] == {"iteration": 7}
+
+
+def test_versions_increase() -> None:
+    saver = SqliteCheckpointer.__new__(SqliteCheckpointer)
+    versions = [saver.get_next_version(None, None)]
+    for _ in range(11):
+        versions.append(saver.get_next_version(versions[-1], None))
+    assert versions == sorted(versions)
+    assert versions[-1].startswith(f"{12:032}.")
+    assert saver.get_next_version(3, None).startswith(f"{4:032}.")  # type: ignore[arg-type]
+
+
+async def test_a_value_is_stored_once_however_many_checkpoints_follow(tmp_path: Path) -> None:
+    """The point of the design: a step writes what it changed, not the session's history."""
+    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await thread.open()
+    saver = SqliteCheckpointer(thread, serde=state_serializer())
+    await saver.asetup()
+    history = [UserMessage(content=f"message {i}") for i in range(200)]
+    config, cp = await _put(saver, _config("a"), empty_checkpoint(), {"history": history}, 0)
+    for step in range(1, 20):
+        config, cp = await _put(saver, config, cp, {"turn": _turn(step)}, step)
+    await thread.aclose()
+    with sqlite3.connect(tmp_path / "c.sqlite") as conn:
+        rows = dict(
+            conn.execute(
+                "SELECT channel, count(*) FROM agentic_checkpoint_values GROUP BY channel"
+            ).fetchall()
+        )
+    assert rows == {"history": 1, "turn": 19}
+
+
+async def test_a_closed_connection_is_a_clear_error(tmp_path: Path) -> None:
+    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await thread.open()
+    saver = SqliteCheckpointer(thread, serde=state_serializer())
+    await thread.aclose()
+    with pytest.raises(RuntimeError, match="connection closed"):
+        saver.get_tuple(_config("a"))
+
+
+async def test_a_failed_put_writes_nothing(tmp_path: Path) -> None:
+    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await thread.open()
+    saver = SqliteCheckpointer(thread, serde=state_serializer())
+    await saver.asetup()
+    checkpoint = create_checkpoint(empty_checkpoint(), None, 0)
+    checkpoint["channel_values"] = {"bad": object()}  # no serializer takes it
+    with pytest.raises(TypeError):
+        await saver.aput(_config("a"), checkpoint, {}, {"bad": "1", "iteration": "1"})
+    assert await saver.aget_tuple(_config("a")) is None
+    await thread.aclose()
+
+
+# --- the serializer ---------------------------------------------------------------------------
+
+
+def _rich_turn() -> Turn:
+    answer = AssistantMessage(
+        content="",
+        tool_calls=[ToolCall(call_id="c", tool_name="f", arguments={"a": [1, {"b": None}]})],
+        stop_reason=StopReason.end_of_message,
+    )
+    step = InferenceStep(
+        step_id="s1",
+        turn_id="t",
+        started_at=NOW,
+        completed_at=NOW,
+        model_response=answer,
+        raw_text='{"name": "f"}<|eom_id|>',
+    )
+    image = ImageContent.model_validate(
+        {"data": b"\x89PNG\r\n\x1a\n" + bytes(8), "mime": "image/png"}
+    )
+    figure = Artifact(name="a.png", mime_type="image/png", data=b"\x00\xff")
+    response = ToolResponse(call_id="c", tool_name="f", content="done", artifacts=[figure])
+    tools = ToolExecutionStep(
+        step_id="s2",
+        turn_id="t",
+        started_at=NOW,
+        completed_at=NOW,
+        tool_calls=list(answer.tool_calls),
+        tool_responses=[response],
+    )
+    return Turn(
+        turn_id="t",
+        session_id="s",
+        index=3,
+        input_messages=[UserMessage(content=[TextContent(text="look"), image])],
+        steps=[step, tools],
+        status=TurnStatus.awaiting_input,
+        started_at=NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "kind"),
+    [
+        (_rich_turn(), "agentic-model"),
+        (
+            [
+                SystemMessage(content="sys"),
+                UserMessage(content="u"),
+                AssistantMessage(content="a", stop_reason=StopReason.end_of_turn),
+                ToolMessage(call_id="c", tool_name="f", content="r"),
+            ],
+            "agentic-messages",
+        ),
+        ([ToolCall(call_id="c", tool_name="f", arguments={})], "agentic-tool-calls"),
+        ({"turn": _rich_turn(), "n": 1}, "msgpack"),
+        ([], "msgpack"),
+        ([1, 2], "msgpack"),
+        (None, "null"),
+        (GraphInterrupt([Interrupt(value={"x": 1})]).args[0], "msgpack"),
+    ],
+)
+def test_state_values_round_trip(value: Any, kind: str) -> None:
+    serde = state_serializer()
+    dumped = serde.dumps_typed(value)
+    assert dumped[0] == kind
+    assert serde.loads_typed(dumped) == value
+
+
+def test_an_unregistered_model_name_is_refused() -> None:
+    serde = state_serializer()
+    with pytest.raises(ValueError, match="unregistered type 'Secret'"):
+        serde.loads_typed(("agentic-model", b'Secret\0{"x": 1}'))
+
+
+def test_two_models_with_one_name_are_refused() -> None:
+    from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
+    from pydantic import BaseModel
+
+    from agentic.agent._serde import StateSerializer
+
+    class Turn(BaseModel):  # shadows the real Turn's name
+        x: int = 0
+
+    with pytest.raises(ValueError, match="share a class name"):
+        StateSerializer([Turn, _rich_turn().__class__], JsonPlusSerializer())
