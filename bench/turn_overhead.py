@@ -10,10 +10,16 @@ turn: inference (tool call) -> tool -> inference (tool call) -> tool -> inferenc
 (b) CPU time per turn (client process) and turns/s for 200 concurrent sessions x 5 turns at
     50 ms model latency, against the ideal 200 / (3 x 50 ms) turns/s.
 
-Rows: ours with in-memory checkpoints (the lightest persistence a session has; there is no
-"none" backend) and with SQLite written after every step (durability sync);
+Rows: ours with the memory backend (sessions in this process, written when a turn stops:
+per-step persistence off) and with SQLite written after every step (durability sync);
 the peer (``langchain.agents.create_agent`` + ``ChatOpenAI``, the ``bench`` extra) without a
 checkpointer and with ``AsyncSqliteSaver`` (durability sync); and the bare wire loops.
+
+Two reference measurements put the numbers in context:
+(c) LangGraph's own floor on this machine: a graph of 5 no-op async nodes, streamed in custom
+    mode like ours, no checkpointer, no HTTP: no framework built on LangGraph steps goes below it.
+(d) Session length: our turn time at turns 5, 50 and 100 of one session (zero latency), to show
+    how a turn's cost grows with the history it renders and persists.
 
 Prints a table and writes ``bench/results/turn_overhead.json``. ``--quick`` runs fewer rounds;
 ``--profile`` runs our turn under cProfile instead and prints where the time goes.
@@ -38,9 +44,10 @@ from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx2
+from langgraph.runtime import Runtime
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -205,7 +212,7 @@ async def _ours(base_url: str, persistence: str, workdir: Path) -> AsyncIterator
     if persistence == "sqlite":
         store = PersistenceConfig(backend="sqlite", path=workdir / "ours.sqlite", durability="sync")
     else:
-        store = PersistenceConfig(backend="memory")  # the lightest: sessions need a checkpointer
+        store = PersistenceConfig(backend="memory")  # written when the turn stops
     config = AgentConfig(model=MODEL, instructions=INSTRUCTIONS, tools=[lookup], persistence=store)
     async with VLLMServer(base_url) as backend, Agent(config, backend=backend) as agent:
 
@@ -325,7 +332,7 @@ class Row:
 
 
 ROWS: list[tuple[Row, Factory]] = [
-    (Row("agentic, in-memory checkpoints", "agentic", "none", "completions"), _ours),
+    (Row("agentic, memory sessions (no per-step writes)", "agentic", "none", "completions"), _ours),
     (Row("agentic, sqlite per step (sync)", "agentic", "sqlite", "completions"), _ours),
     (Row("LangGraph prebuilt, no checkpointer", "langgraph", "none", "chat"), _peer),
     (Row("LangGraph prebuilt, AsyncSqliteSaver (sync)", "langgraph", "sqlite", "chat"), _peer),
@@ -425,7 +432,7 @@ def _fmt(value: float | None, spec: str) -> str:
 def _print(rows: list[Row], sessions: int, turns: int, latency: float) -> None:
     ideal = sessions / (INFERENCES * latency)
     head = (
-        f"{'row':44} {'ms/step':>8} {'turn ms':>8} {'wire ms':>8} {'turns/s':>8} "
+        f"{'row':46} {'ms/step':>8} {'turn ms':>8} {'wire ms':>8} {'turns/s':>8} "
         f"{'CPU ms/turn':>11} {'srv CPU':>8} {'% ideal':>8}  targets"
     )
     print(f"(a) framework ms/step = (turn - wire) / {STEPS}, zero model latency, medians")
@@ -438,7 +445,7 @@ def _print(rows: list[Row], sessions: int, turns: int, latency: float) -> None:
         marks = ", ".join(f"{k} {'ok' if v else 'MISS'}" for k, v in r.checks.items())
         pct = None if r.ideal_fraction is None else r.ideal_fraction * 100
         print(
-            f"{r.row:44} {_fmt(r.ms_per_step, '8.3f')} {_fmt(r.turn_ms, '8.2f')} "
+            f"{r.row:46} {_fmt(r.ms_per_step, '8.3f')} {_fmt(r.turn_ms, '8.2f')} "
             f"{_fmt(r.wire_ms, '8.2f')} {_fmt(r.turns_per_s, '8.1f')} "
             f"{_fmt(r.cpu_ms_per_turn, '11.2f')} {_fmt(r.server_cpu_ms_per_turn, '8.2f')} "
             f"{_fmt(pct, '7.1f')}{' ' if pct is None else '%'}  {marks}".rstrip()
@@ -463,6 +470,65 @@ def _versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             out[dist] = "not installed"
     return out
+
+
+# -- reference measurements ------------------------------------------------------------------
+
+
+class _FloorState(TypedDict):
+    n: int
+
+
+async def _floor_node(state: _FloorState, runtime: Runtime[None]) -> dict[str, int]:
+    runtime.stream_writer({"step": state["n"]})  # one event per step, as a step_complete
+    return {"n": state["n"] + 1}
+
+
+async def _floor_route(state: _FloorState) -> str:
+    return "step" if state["n"] < STEPS else "__end__"
+
+
+async def _langgraph_floor(rounds: int) -> float:
+    """(c): ms per step of 5 no-op async nodes on LangGraph, streamed like our turns."""
+    from langgraph.graph import END, START, StateGraph
+
+    graph = StateGraph(_FloorState)
+    graph.add_node("step", _floor_node)
+    graph.add_edge(START, "step")
+    graph.add_conditional_edges("step", _floor_route, ["step", END])
+    compiled = graph.compile()
+
+    async def turn() -> None:
+        async for _ in compiled.astream({"n": 0}, stream_mode="custom"):
+            pass
+
+    for _ in range(max(rounds // 10, 10)):
+        await turn()
+    samples = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        await turn()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples) * 1e3 / STEPS
+
+
+SESSION_MARKS = (5, 50, 100)
+
+
+async def _session_growth(server: Server, persistence: str, workdir: Path) -> dict[int, float]:
+    """(d): ms per turn at each mark of one long session (median of the 5 turns up to it)."""
+    async with _ours(server.base_url, persistence, workdir) as runner:
+        warm = await runner.new_session()
+        for _ in range(10):
+            _checked(await warm(QUESTION))
+        ask = await runner.new_session()
+        times: list[float] = []
+        for _ in range(max(SESSION_MARKS)):
+            start = time.perf_counter()
+            _checked(await ask(QUESTION))
+            times.append(time.perf_counter() - start)
+    server.bodies()
+    return {m: statistics.median(times[m - 5 : m]) * 1e3 for m in SESSION_MARKS}
 
 
 # -- driver ----------------------------------------------------------------------------------
@@ -501,6 +567,12 @@ def run(quick: bool, which: set[str]) -> list[Row]:
                 calls.setdefault(
                     row.wire, asyncio.run(_measure_steps(server, row, factory, work, rounds))
                 )
+            if "ours" in which:
+                for persistence in ("none", "sqlite"):
+                    work = Path(tmp) / f"d-{persistence}"
+                    work.mkdir()
+                    GROWTH[persistence] = asyncio.run(_session_growth(server, persistence, work))
+        FLOOR["ms_per_step"] = asyncio.run(_langgraph_floor(rounds))
         bare = _bare_rows(calls, rows)
         with _server_process(latency) as server:
             for i, (row, factory) in enumerate(selected):
@@ -514,7 +586,28 @@ def run(quick: bool, which: set[str]) -> list[Row]:
     rows += bare
     _judge(rows)
     _print(rows, sessions, turns, latency)
+    _print_reference()
     return rows
+
+
+FLOOR: dict[str, float] = {}
+"""(c): LangGraph's own ms per step on this machine."""
+GROWTH: dict[str, dict[int, float]] = {}
+"""(d): our ms per turn at turns 5, 50 and 100 of one session, per persistence."""
+
+
+def _print_reference() -> None:
+    if FLOOR:
+        print(
+            f"\n(c) LangGraph floor: {FLOOR['ms_per_step']:.3f} ms per step "
+            f"({STEPS} no-op async nodes, custom stream, no checkpointer, no HTTP)"
+        )
+    if GROWTH:
+        marks = "  ".join(f"{'turn ' + str(m):>10}" for m in SESSION_MARKS)
+        print(f"\n(d) one session, ms per turn at zero latency\n{'persistence':12}{marks}")
+        for persistence, at in GROWTH.items():
+            cells = "  ".join(f"{at[m]:10.2f}" for m in SESSION_MARKS)
+            print(f"{persistence:12}{cells}")
 
 
 def _write(rows: list[Row], quick: bool) -> Path:
@@ -532,7 +625,9 @@ def _write(rows: list[Row], quick: bool) -> Path:
         "python": sys.version.split()[0],
         "versions": _versions(),
     }
-    out.write_text(json.dumps({"meta": meta, "rows": [asdict(r) for r in rows]}, indent=1))
+    reference = {"langgraph_floor_ms_per_step": FLOOR.get("ms_per_step"), "session_ms": GROWTH}
+    doc = {"meta": meta, "rows": [asdict(r) for r in rows], "reference": reference}
+    out.write_text(json.dumps(doc, indent=1))
     return out
 
 
