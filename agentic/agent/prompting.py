@@ -113,8 +113,8 @@ class _Bounded(Generic[K, V]):
         return value
 
     def put(self, key: K, value: V) -> None:
-        if key not in self._young:
-            self._weight += self._weigh(key)
+        """Add an entry that :meth:`get` did not find."""
+        self._weight += self._weigh(key)
         self._young[key] = value
         if self._weight > self.budget:
             self._old, self._young, self._weight = self._young, {}, 0

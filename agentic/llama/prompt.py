@@ -410,11 +410,27 @@ class _Entry:
     """The conversation messages already in ``prefix``, as given (mappings deep-copied)."""
     prefix: str
     """``<|begin_of_text|>``, the assembled head and every message of ``seen``, encoded."""
+    starts: list[int]
+    """Where each message of ``seen`` starts in ``prefix`` (the head ends at the first)."""
+    head: int
+    """Length of ``<|begin_of_text|>`` and the assembled head in ``prefix``."""
 
 
 def _snapshot(message: MessageLike) -> MessageLike:
     """What to remember of a message: messages are immutable, dicts could be edited in place."""
     return copy.deepcopy(message) if isinstance(message, Mapping) else message
+
+
+def _dropped(seen: list[MessageLike], messages: Sequence[MessageLike]) -> int | None:
+    """How many leading messages of ``seen`` ``messages`` leaves out, when it is ``seen`` without
+    them and possibly with more after (history dropped to fit the context window)."""
+    if not messages:
+        return None
+    first = messages[0]
+    for i, message in enumerate(seen):
+        if (message is first or message == first) and _is_prefix(seen[i:], messages):
+            return i
+    return None
 
 
 def _is_prefix(seen: list[MessageLike], messages: Sequence[MessageLike]) -> bool:
@@ -471,8 +487,12 @@ class PromptCache:
         system, rest = self._split(messages)
         signature = (opts.spec, opts.plan, opts.today, system)
         entry = self._entries.get(key)
-        if entry is not None and entry.signature == signature and _is_prefix(entry.seen, rest):
+        dropped = None
+        if entry is not None and entry.signature == signature:
+            dropped = 0 if _is_prefix(entry.seen, rest) else _dropped(entry.seen, rest)
+        if entry is not None and dropped is not None:
             self.stats.hits += 1
+            self._drop(entry, dropped)
             self._extend(entry, rest[len(entry.seen) :], opts.plan.fmt)
             self._entries.move_to_end(key)
         else:
@@ -495,11 +515,27 @@ class PromptCache:
         self.stats.encoded_messages += 1
         return _encode_message(message, fmt)
 
+    @staticmethod
+    def _drop(entry: _Entry, count: int) -> None:
+        """Leave the first ``count`` messages out of the entry, keeping the head: no encoding."""
+        if count == 0:
+            return
+        cut = entry.starts[count]
+        shift = cut - entry.head
+        entry.prefix = entry.prefix[: entry.head] + entry.prefix[cut:]
+        entry.starts = [s - shift for s in entry.starts[count:]]
+        del entry.seen[:count]
+
     def _extend(self, entry: _Entry, new: Sequence[MessageLike], fmt: ToolPromptFormat) -> None:
         if not new:
             return
         converted = [as_message(m) for m in new]  # validate all before changing the entry
-        entry.prefix += "".join(self._encode(m, fmt) for m in converted)
+        encoded = [self._encode(m, fmt) for m in converted]
+        at = len(entry.prefix)
+        for text in encoded:
+            entry.starts.append(at)
+            at += len(text)
+        entry.prefix += "".join(encoded)
         entry.seen.extend(_snapshot(m) for m in new)
 
     def _fresh(
@@ -509,9 +545,12 @@ class PromptCache:
         system: SystemMessage | None,
         rest: Sequence[MessageLike],
     ) -> _Entry:
-        body = [*_head(opts, system), *(as_message(m) for m in rest)]
-        prefix = BEGIN_OF_TEXT + "".join(self._encode(m, opts.plan.fmt) for m in body)
-        return _Entry(signature, [_snapshot(m) for m in rest], prefix)
+        prefix = BEGIN_OF_TEXT + "".join(
+            self._encode(m, opts.plan.fmt) for m in _head(opts, system)
+        )
+        entry = _Entry(signature, [], prefix, [], len(prefix))
+        self._extend(entry, rest, opts.plan.fmt)
+        return entry
 
     def _store(self, key: str, entry: _Entry) -> None:
         self._entries[key] = entry

@@ -158,3 +158,35 @@ async def test_fit_history_counts_a_growing_session_incrementally() -> None:
         )
         assert fit.start == expected
         start = fit.start
+
+
+async def test_an_evicted_generation_still_answers_once_and_moves_back() -> None:
+    counts, counter = TokenCounts(max_prefixes=4), Counter()
+    first: list[Message] = [UserMessage(content="first session"), AssistantMessage(content="hello")]
+    await counts.count(_render(first, False), counter)
+    for other in ("second", "third"):
+        await counts.count(_render([UserMessage(content=other)], False), counter)
+    counter.take()
+    grown: list[Message] = [*first, UserMessage(content="more")]
+    prompt = _render(grown, False)
+    assert await counts.count(prompt, counter) == get_tokenizer().count(prompt)
+    assert counter.take() < 60  # the remembered prefix served, though it had aged
+
+
+async def test_many_prefixes_of_one_length_keep_counts_exact() -> None:
+    counts, counter = TokenCounts(), Counter()
+    for digit in range(10, 30):  # same lengths, different texts
+        prompt = _render([UserMessage(content=f"q{digit}"), AssistantMessage(content="a")], False)
+        assert await counts.count(prompt, counter) == get_tokenizer().count(prompt)
+        assert await counts.count(prompt, counter) == get_tokenizer().count(prompt)
+
+
+async def test_texts_that_are_not_a_shortened_previous_prompt_are_counted_in_full() -> None:
+    counter = Counter()
+    cut = "<|start_header_id|>"
+    longer = f"y{cut}b{cut}c"
+    for previous in (f"x{cut}a{cut}b{cut}c", "short"):  # different start; not longer
+        counts = TokenCounts()
+        assert await counts.count(longer, counter, after=(previous, 1)) == (
+            get_tokenizer().count(longer)
+        )

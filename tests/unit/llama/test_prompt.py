@@ -706,8 +706,12 @@ def _random_message(rng: random.Random, as_dict: bool) -> MessageLike:
 
 
 def _mutate(rng: random.Random, conversation: list[MessageLike]) -> list[MessageLike]:
-    """One step of a random session: mostly appends, sometimes edits, truncates or restarts."""
+    """One step of a random session: mostly appends, sometimes edits, truncates, drops the
+    oldest messages (as the context budget does) or restarts."""
     action = rng.random()
+    if action < 0.1 and conversation:
+        kept = conversation[rng.randrange(len(conversation)) :]
+        return kept + [_random_message(rng, False) for _ in range(rng.randint(0, 2))]
     if action < 0.7 or not conversation:
         as_dict = rng.random() < 0.3
         return conversation + [_random_message(rng, as_dict) for _ in range(rng.randint(0, 3))]
@@ -783,6 +787,33 @@ def test_cache_work_per_call_stays_flat_as_the_conversation_grows(
     assert full_work[-1] > 200  # a full render re-encodes the whole history every call
     assert cache.stats.encoded_messages == sum(cached_work)
     assert (cache.stats.hits, cache.stats.misses) == (149, 1)
+
+
+def test_cache_drops_the_oldest_messages_without_encoding_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = _counting(monkeypatch)
+    cache = PromptCache()
+    options: Options = {"model": L31, "tools": [TRENDING], "today": TODAY}
+    system = SystemMessage(content="Sys.")
+    history: list[MessageLike] = [
+        m
+        for turn in range(40)
+        for m in (UserMessage(content="same question"), AssistantMessage(content=f"a{turn}"))
+    ]
+    cache.render("s", [system, *history], **options)
+    for start in (2, 10, 11, 40, 60):  # whole turns, a message, then past some appended ones
+        history.append(UserMessage(content="new"))
+        before = calls[0]
+        text = cache.render("s", [system, *history[start:]], **options)
+        assert calls[0] - before == 1  # only the new message is encoded
+        assert text == render_prompt([system, *history[start:]], **options)
+    assert (cache.stats.hits, cache.stats.misses) == (5, 1)
+    other = [UserMessage(content="unrelated")]
+    assert cache.render("s", [system, *other], **options) == render_prompt(
+        [system, *other], **options
+    )
+    assert cache.stats.misses == 2
 
 
 def test_cache_keeps_the_response_format_tail_out_of_the_prefix(
