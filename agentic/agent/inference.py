@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from agentic.agent.core import AgentCore
     from agentic.agent.steps import TurnContext, TurnState
 
-__all__ = ["InferenceResult", "answer_conforms", "run_inference", "tool_choice_for"]
+__all__ = ["InferenceResult", "answer_conforms", "has_images", "run_inference", "tool_choice_for"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +63,8 @@ def tool_choice_for(core: AgentCore, iteration: int) -> str:
     return choice if iteration == 0 else "auto"
 
 
-def _has_images(messages: Sequence[Message]) -> bool:
+def has_images(messages: Sequence[Message]) -> bool:
+    """Whether any of ``messages`` holds an image (they go through the chat endpoint)."""
     for m in messages:
         if not isinstance(m.content, str) and any(isinstance(p, ImageContent) for p in m.content):
             return True
@@ -112,7 +113,9 @@ async def _request(
         "sampling": core.config.sampling,
         "response_format": plan.structured,
     }
-    if _has_images(current) or _has_images(history[start:]):
+    image_until = state.get("image_until")  # None: a session saved before it was kept
+    old_images = has_images(history[start:]) if image_until is None else image_until > start
+    if old_images or has_images(current):
         # images go through the chat endpoint as messages; vLLM counts their tokens itself
         messages = [core.system, *history[start:], *current]
         return InferenceRequest(messages=messages, cache_key=ctx.session_id, **common), start, None

@@ -18,7 +18,7 @@ from langgraph.types import interrupt
 from agentic.agent.core import AgentCore
 from agentic.agent.gates import guarded_inference
 from agentic.agent.guarding import run_tool_calls, screen_chunks, screen_tool_responses
-from agentic.agent.inference import InferenceResult, answer_conforms
+from agentic.agent.inference import InferenceResult, answer_conforms, has_images
 from agentic.agent.prompting import context_block
 from agentic.agent.retrieval import DocumentBanks, retrieve_for_turn
 from agentic.agent.types import (
@@ -73,6 +73,9 @@ class TurnState(TypedDict, total=False):
     """The answer missed the response format: ask again, tools off, with guided decoding."""
     session_bank: bool
     """The session has a document bank (a long document was attached to one of its turns)."""
+    image_until: int
+    """Index in ``history`` just past its last message with an image (0: none): prompts need
+    not scan the whole history to choose the endpoint."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,9 +125,26 @@ async def finish(
     history = state.get("history") or []
     update: TurnState = {"turn": done, "messages": [], "pending": [], "unparsable": None}
     if keep:
-        update["history"] = [*history, *state.get("messages", []), answer]
+        new = [*state.get("messages", []), answer]
+        update["history"] = [*history, *new]
         update["turn_starts"] = [*(state.get("turn_starts") or []), len(history)]
+        update["image_until"] = _image_until(state.get("image_until"), history, new)
     return update
+
+
+def _image_until(known: int | None, history: list[Message], new: list[Message]) -> int:
+    """``image_until`` once ``new`` is appended to ``history`` (scanned in full only for a
+    session saved before it was kept)."""
+    if end := _image_end(new):
+        return len(history) + end
+    return known if known is not None else _image_end(history)
+
+
+def _image_end(messages: list[Message]) -> int:
+    """Index just past the last message with an image (0: none)."""
+    return next(
+        (i + 1 for i in reversed(range(len(messages))) if has_images(messages[i : i + 1])), 0
+    )
 
 
 # --- memory ------------------------------------------------------------------------------

@@ -449,6 +449,24 @@ async def test_backend_down_is_a_clear_error(tmp_path: Path) -> None:
                 await session.run("hi")
 
 
+async def test_later_turns_stay_on_the_chat_endpoint_while_an_image_is_in_context(
+    tmp_path: Path,
+) -> None:
+    vision = "meta-llama/Llama-3.2-11B-Vision-Instruct"
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 16
+    script = [f"Answer {i}.<|eot_id|>" for i in range(4)]
+    with VLLMTestServer(script, models=[vision]) as server:
+        async with agent_on(server, tmp_path) as agent:
+            plain = await agent.create_session()
+            await plain.run("Hello?")
+            session = await agent.create_session()
+            await session.run("What is this?", images=[png])
+            await session.run("And the total?")
+            await plain.run("Still there?")
+    paths = ["messages" if "messages" in body else "prompt" for body in generations(server)]
+    assert paths == ["prompt", "messages", "messages", "prompt"]
+
+
 async def test_a_turn_with_an_image_goes_to_the_chat_endpoint(tmp_path: Path) -> None:
     vision = "meta-llama/Llama-3.2-11B-Vision-Instruct"
     png = b"\x89PNG\r\n\x1a\n" + b"0" * 16
