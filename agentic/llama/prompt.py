@@ -451,22 +451,31 @@ class PromptCache:
     ``render(key, ...)`` returns exactly :func:`render_prompt`'s string. When the conversation
     under ``key`` extends the previous call's (same options, same system message, older
     messages unchanged), the encoded prefix is reused; anything else renders in full. Entries
-    are evicted least recently used first beyond ``max_entries`` keys.
+    are evicted least recently used first beyond ``max_entries`` keys or ``max_chars``
+    characters of cached prompts (128k-token sessions are half a megabyte each).
     """
 
-    def __init__(self, max_entries: int = 1024) -> None:
-        if max_entries < 1:
-            raise ConfigError("PromptCache max_entries must be at least 1")
+    def __init__(self, max_entries: int = 1024, max_chars: int = 64 * 2**20) -> None:
+        if max_entries < 1 or max_chars < 1:
+            raise ConfigError("PromptCache max_entries and max_chars must be at least 1")
         self.max_entries = max_entries
+        self.max_chars = max_chars
         self.stats = PromptCacheStats()
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._chars = 0
 
     def __len__(self) -> int:
         return len(self._entries)
 
+    @property
+    def chars(self) -> int:
+        """Characters of cached prompts, over all entries."""
+        return self._chars
+
     def clear(self) -> None:
         """Forget every cached conversation."""
         self._entries.clear()
+        self._chars = 0
 
     def render(
         self,
@@ -492,9 +501,12 @@ class PromptCache:
             dropped = 0 if _is_prefix(entry.seen, rest) else _dropped(entry.seen, rest)
         if entry is not None and dropped is not None:
             self.stats.hits += 1
+            before = len(entry.prefix)
             self._drop(entry, dropped)
             self._extend(entry, rest[len(entry.seen) :], opts.plan.fmt)
             self._entries.move_to_end(key)
+            self._chars += len(entry.prefix) - before
+            self._evict()
         else:
             self.stats.misses += 1
             entry = self._fresh(signature, opts, system, rest)
@@ -553,7 +565,18 @@ class PromptCache:
         return entry
 
     def _store(self, key: str, entry: _Entry) -> None:
+        replaced = self._entries.get(key)
+        if replaced is not None:
+            self._chars -= len(replaced.prefix)
         self._entries[key] = entry
         self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        self._chars += len(entry.prefix)
+        self._evict()
+
+    def _evict(self) -> None:
+        """Drop least recently used entries beyond the bounds (the newest always stays)."""
+        while len(self._entries) > 1 and (
+            len(self._entries) > self.max_entries or self._chars > self.max_chars
+        ):
+            _, gone = self._entries.popitem(last=False)
+            self._chars -= len(gone.prefix)

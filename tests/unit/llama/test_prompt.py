@@ -748,6 +748,7 @@ def test_cache_output_equals_full_render_for_random_sessions(seed: int) -> None:
         else:
             conversation = [system, *sessions[key]] if system else sessions[key]
         assert cache.render(key, conversation, **opts) == render_prompt(conversation, **opts)
+        assert cache.chars == sum(len(e.prefix) for e in cache._entries.values())
     assert cache.stats.hits > 0
     assert cache.stats.misses > 0
 
@@ -890,3 +891,21 @@ def test_cache_rejects_invalid_messages_without_corrupting_the_entry() -> None:
 def test_cache_needs_room_for_one_entry() -> None:
     with pytest.raises(ConfigError):
         PromptCache(max_entries=0)
+    with pytest.raises(ConfigError):
+        PromptCache(max_chars=0)
+
+
+def test_cache_evicts_by_characters_least_recently_used_first() -> None:
+    long = [UserMessage(content="x" * 2000)]
+    cache = PromptCache(max_chars=5000)
+    cache.render("a", long, model=L32)
+    cache.render("b", long, model=L32)
+    assert len(cache) == 2
+    cache.render("a", [*long, AssistantMessage(content="y" * 2000)], model=L32)
+    assert len(cache) == 1  # "a" grew past the bound with "b": "b" was the older
+    grown = [*long, AssistantMessage(content="y" * 2000), UserMessage(content="z" * 4000)]
+    assert cache.render("a", grown, model=L32) == render_prompt(grown, model=L32)
+    assert len(cache) == 1  # the newest stays, even alone over the bound
+    assert cache.chars > 5000
+    cache.clear()
+    assert cache.chars == 0
