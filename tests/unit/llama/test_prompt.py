@@ -896,14 +896,18 @@ def test_cache_needs_room_for_one_entry() -> None:
 
 
 def test_cache_evicts_by_characters_least_recently_used_first() -> None:
-    long = [UserMessage(content="x" * 2000)]
+    long: list[Message] = [UserMessage(content="x" * 2000)]
     cache = PromptCache(max_chars=5000)
     cache.render("a", long, model=L32)
     cache.render("b", long, model=L32)
     assert len(cache) == 2
     cache.render("a", [*long, AssistantMessage(content="y" * 2000)], model=L32)
     assert len(cache) == 1  # "a" grew past the bound with "b": "b" was the older
-    grown = [*long, AssistantMessage(content="y" * 2000), UserMessage(content="z" * 4000)]
+    grown: list[Message] = [
+        *long,
+        AssistantMessage(content="y" * 2000),
+        UserMessage(content="z" * 4000),
+    ]
     assert cache.render("a", grown, model=L32) == render_prompt(grown, model=L32)
     assert len(cache) == 1  # the newest stays, even alone over the bound
     assert cache.chars > 5000
