@@ -382,10 +382,11 @@ class Session:
             if isinstance(event, TurnComplete):
                 turn, completed = event.turn, True
             yield event
-        if not completed:  # the run stopped at the client-tools interrupt
+        if not completed:  # the run stopped, at the client-tools interrupt
             snapshot = await graph.aget_state(self._config)
-            turn = snapshot.values["turn"]
-            yield TurnAwaitingInput(turn=turn, tool_calls=turn.pending_tool_calls)
+            turn = snapshot.values.get("turn", turn)
+            if snapshot.interrupts:
+                yield TurnAwaitingInput(turn=turn, tool_calls=turn.pending_tool_calls)
         self._last, self._known = turn, True
 
     def _exclusive(self) -> _Exclusive:
