@@ -18,7 +18,7 @@ checkpointer and with ``AsyncSqliteSaver`` (durability sync); and the bare wire 
 Two reference measurements put the numbers in context:
 (c) LangGraph's own floor on this machine: a graph of 5 no-op async nodes, streamed in custom
     mode like ours, no checkpointer, no HTTP: no framework built on LangGraph steps goes below it.
-(d) Session length: our turn time at turns 5, 50 and 100 of one session (zero latency), to show
+(d) Session length: our turn time at turns 10, 50 and 100 of one session (zero latency), to show
     how a turn's cost grows with the history it renders and persists.
 
 Prints a table and writes ``bench/results/turn_overhead.json``. ``--quick`` runs fewer rounds;
@@ -512,11 +512,12 @@ async def _langgraph_floor(rounds: int) -> float:
     return statistics.median(samples) * 1e3 / STEPS
 
 
-SESSION_MARKS = (5, 50, 100)
+SESSION_MARKS = (10, 50, 100)
+SESSION_WINDOW = 10
 
 
 async def _session_growth(server: Server, persistence: str, workdir: Path) -> dict[int, float]:
-    """(d): ms per turn at each mark of one long session (median of the 5 turns up to it)."""
+    """(d): ms per turn at each mark of one long session (median of the turns up to it)."""
     async with _ours(server.base_url, persistence, workdir) as runner:
         warm = await runner.new_session()
         for _ in range(10):
@@ -528,7 +529,7 @@ async def _session_growth(server: Server, persistence: str, workdir: Path) -> di
             _checked(await ask(QUESTION))
             times.append(time.perf_counter() - start)
     server.bodies()
-    return {m: statistics.median(times[m - 5 : m]) * 1e3 for m in SESSION_MARKS}
+    return {m: statistics.median(times[m - SESSION_WINDOW : m]) * 1e3 for m in SESSION_MARKS}
 
 
 # -- driver ----------------------------------------------------------------------------------
@@ -559,6 +560,7 @@ def run(quick: bool, which: set[str]) -> list[Row]:
     selected = _select(which)
     rows = [row for row, _ in selected]
     calls: dict[str, list[tuple[str, Any]]] = {}
+    FLOOR["ms_per_step"] = asyncio.run(_langgraph_floor(rounds))  # first, like row (a)
     with tempfile.TemporaryDirectory() as tmp:
         with _server_process(0.0) as server:
             for i, (row, factory) in enumerate(selected):
@@ -572,7 +574,7 @@ def run(quick: bool, which: set[str]) -> list[Row]:
                     work = Path(tmp) / f"d-{persistence}"
                     work.mkdir()
                     GROWTH[persistence] = asyncio.run(_session_growth(server, persistence, work))
-        FLOOR["ms_per_step"] = asyncio.run(_langgraph_floor(rounds))
+
         bare = _bare_rows(calls, rows)
         with _server_process(latency) as server:
             for i, (row, factory) in enumerate(selected):
@@ -593,7 +595,7 @@ def run(quick: bool, which: set[str]) -> list[Row]:
 FLOOR: dict[str, float] = {}
 """(c): LangGraph's own ms per step on this machine."""
 GROWTH: dict[str, dict[int, float]] = {}
-"""(d): our ms per turn at turns 5, 50 and 100 of one session, per persistence."""
+"""(d): our ms per turn at turns 10, 50 and 100 of one session, per persistence."""
 
 
 def _print_reference() -> None:
@@ -604,7 +606,10 @@ def _print_reference() -> None:
         )
     if GROWTH:
         marks = "  ".join(f"{'turn ' + str(m):>10}" for m in SESSION_MARKS)
-        print(f"\n(d) one session, ms per turn at zero latency\n{'persistence':12}{marks}")
+        print(
+            f"\n(d) one session, ms per turn at zero latency (median of the {SESSION_WINDOW} "
+            f"turns up to each mark)\n{'persistence':12}{marks}"
+        )
         for persistence, at in GROWTH.items():
             cells = "  ".join(f"{at[m]:10.2f}" for m in SESSION_MARKS)
             print(f"{persistence:12}{cells}")
