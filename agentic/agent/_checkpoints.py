@@ -79,11 +79,20 @@ _COLUMNS = (
 
 
 class SqliteCheckpointer(BaseCheckpointSaver[str]):
-    """A LangGraph checkpointer on one SQLite connection owned by ``thread``."""
+    """A LangGraph checkpointer on one SQLite connection owned by ``thread``.
 
-    def __init__(self, thread: SqliteThread, *, serde: SerializerProtocol) -> None:
+    With ``prune`` (the default) a run's input checkpoint (a new turn) drops the thread's
+    checkpoints older than the one it follows, with their writes and the values no kept
+    checkpoint refers to: a session keeps what resuming needs (finished turns live in the
+    session store), and its storage grows with its history, not with the square of its turns.
+    """
+
+    def __init__(
+        self, thread: SqliteThread, *, serde: SerializerProtocol, prune: bool = True
+    ) -> None:
         super().__init__(serde=serde)
         self._thread = thread
+        self._prune = prune
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -130,6 +139,9 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
                     *meta,
                 ),
             )
+            parent = conf.get("checkpoint_id")
+            if self._prune and parent and metadata.get("source") == "input":
+                self._drop_before(conn, thread_id, ns, parent, checkpoint["channel_versions"])
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -137,6 +149,42 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
                 "checkpoint_id": checkpoint["id"],
             }
         }
+
+    def _drop_before(
+        self,
+        conn: sqlite3.Connection,
+        thread_id: str,
+        ns: str,
+        parent: str,
+        versions: ChannelVersions,
+    ) -> None:
+        """Delete checkpoints older than ``parent``, their writes, and unreferenced values."""
+        key = (thread_id, ns, parent)
+        for table in ("checkpoints", "checkpoint_writes"):
+            conn.execute(
+                f"DELETE FROM agentic_{table} "
+                "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id < ?",
+                key,
+            )
+        kept = {(c, str(v)) for c, v in versions.items()}
+        row = conn.execute(
+            "SELECT type, checkpoint FROM agentic_checkpoints "
+            "WHERE thread_id = ? AND checkpoint_ns = ? AND checkpoint_id = ?",
+            key,
+        ).fetchone()
+        if row is not None:
+            parent_versions = self.serde.loads_typed(row).get("channel_versions", {})
+            kept |= {(c, str(v)) for c, v in parent_versions.items()}
+        stored = conn.execute(
+            "SELECT channel, version FROM agentic_checkpoint_values "
+            "WHERE thread_id = ? AND checkpoint_ns = ?",
+            (thread_id, ns),
+        ).fetchall()
+        conn.executemany(
+            "DELETE FROM agentic_checkpoint_values "
+            "WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?",
+            [(thread_id, ns, c, v) for c, v in stored if (c, v) not in kept],
+        )
 
     def _encode(self, values: dict[str, Any], channel: str) -> tuple[str, bytes | None]:
         if channel not in values:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agent_helpers import agent_on, events_of, prompts, step_types
@@ -27,7 +29,7 @@ from agentic.memory import RetrievedChunk
 from agentic.shields import ShieldStage, Violation
 from agentic.testing import Reply, VLLMTestServer
 from agentic.tools import tool
-from agentic.types import Document, Message, content_text
+from agentic.types import Document, Message, ToolDefinition, content_text
 
 SQLITE = PersistenceConfig(backend="sqlite")
 
@@ -58,6 +60,44 @@ async def test_sessions_survive_a_restart(tmp_path: Path) -> None:
     prompt = prompts(server)[-1]
     assert "My name is Ada.<|eot_id|>" in prompt
     assert "Nice to meet you, Ada.<|eot_id|>" in prompt
+
+
+async def test_a_long_sqlite_session_keeps_only_what_resuming_needs(tmp_path: Path) -> None:
+    pick = ToolDefinition.from_json_schema(
+        "pick_file", {"type": "object", "properties": {}}, "Ask the user to pick a file"
+    )
+    script = [
+        '{"name": "lookup", "parameters": {"city": "Rome"}}<|eot_id|>',
+        "Rome: 25C.<|eot_id|>",
+        '{"name": "pick_file", "parameters": {}}<|eot_id|>',
+        "You picked a.csv.<|eot_id|>",
+        *(f"Answer {i}.<|eot_id|>" for i in range(4)),
+    ]
+    with VLLMTestServer(script) as server:
+        tools: dict[str, Any] = {"tools": [lookup], "client_tools": [pick], "persistence": SQLITE}
+        async with agent_on(server, tmp_path, **tools) as agent:
+            session = await agent.create_session()
+            await session.run("Weather in Rome?")
+            waiting = await session.run("Open my data")
+            call = waiting.pending_tool_calls[0]
+            await session.resume({call.call_id: "a.csv"})
+            for i in range(2):
+                await session.run(f"Question {i}")
+        async with agent_on(server, tmp_path, **tools) as agent:  # a new process
+            again = await agent.get_session(session.id)
+            await again.run("Question 2")
+            turns = await again.turns()
+    assert [t.output_text for t in turns] == [
+        "Rome: 25C.",
+        "You picked a.csv.",
+        "Answer 0.",
+        "Answer 1.",
+        "Answer 2.",
+    ]
+    assert "Weather in Rome?<|eot_id|>" in prompts(server)[-1]  # the history is all there
+    with sqlite3.connect(tmp_path / "sessions.sqlite") as conn:
+        (checkpoints,) = conn.execute("SELECT count(*) FROM agentic_checkpoints").fetchone()
+    assert checkpoints <= 4  # the last turn's input, step and end, and the one before
 
 
 async def test_get_list_and_delete(tmp_path: Path) -> None:
@@ -141,6 +181,7 @@ async def test_failed_turn_is_resumed_from_its_last_step(
 CHILD = """
 import asyncio, os, sys
 from pathlib import Path
+from typing import Any
 from agentic.agent import Agent, AgentConfig, PersistenceConfig
 from agentic.config import Settings
 from agentic.inference.vllm_server import VLLMServer

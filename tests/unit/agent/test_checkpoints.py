@@ -7,7 +7,7 @@ import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from langgraph.checkpoint.base import (
@@ -77,6 +77,7 @@ async def _put(
     previous: Checkpoint,
     values: dict[str, Any],
     step: int,
+    source: Literal["input", "loop"] = "loop",
 ) -> tuple[Any, Checkpoint]:
     """Write ``values`` as the next checkpoint, bumping the version of each channel given."""
     checkpoint = create_checkpoint(previous, None, step)
@@ -87,7 +88,7 @@ async def _put(
     checkpoint["channel_versions"] = versions
     kept = {k: v for k, v in previous["channel_values"].items() if k in versions}
     checkpoint["channel_values"] = {**kept, **values}
-    saved = await saver.aput(config, checkpoint, {"step": step, "source": "loop"}, new)
+    saved = await saver.aput(config, checkpoint, {"step": step, "source": source}, new)
     return saved, checkpoint
 
 
@@ -211,6 +212,61 @@ async def test_a_value_is_stored_once_however_many_checkpoints_follow(tmp_path: 
             ).fetchall()
         )
     assert rows == {"history": 1, "turn": 19}
+
+
+async def test_a_new_turn_drops_what_resuming_no_longer_needs(tmp_path: Path) -> None:
+    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await thread.open()
+    saver = SqliteCheckpointer(thread, serde=state_serializer())
+    await saver.asetup()
+    history = [UserMessage(content="first")]
+    # turn 1: an input checkpoint, then two steps
+    config, cp = await _put(
+        saver, _config("s"), empty_checkpoint(), {"turn": _turn(1)}, -1, "input"
+    )
+    first_input = config
+    config, cp = await _put(saver, config, cp, {"turn": _turn(2), "iteration": 1}, 0)
+    config, cp = await _put(saver, config, cp, {"history": history, "iteration": 2}, 1)
+    last_of_turn_1 = config
+    await saver.aput_writes(config, [("iteration", 3)], "leftover")
+    await _put(saver, _config("other"), empty_checkpoint(), {"iteration": 1}, 0)  # untouched
+    # turn 2 starts: its input checkpoint follows the last one of turn 1
+    config, cp = await _put(saver, config, cp, {"turn": _turn(3)}, 2, "input")
+
+    kept = [t.config async for t in saver.alist(_config("s"))]
+    assert kept == [config, last_of_turn_1]
+    assert await saver.aget_tuple(first_input) is None
+    latest = await saver.aget_tuple(_config("s"))
+    assert latest is not None
+    assert latest.checkpoint["channel_values"] == {
+        "turn": _turn(3),
+        "iteration": 2,
+        "history": history,
+    }
+    parent = await saver.aget_tuple(last_of_turn_1)
+    assert parent is not None
+    assert [(w[1], w[2]) for w in parent.pending_writes or []] == [("iteration", 3)]
+    assert parent.checkpoint["channel_values"]["turn"] == _turn(2)
+    assert await saver.aget_tuple(_config("other")) is not None
+    await thread.aclose()
+    with sqlite3.connect(tmp_path / "c.sqlite") as conn:
+        turns = conn.execute(
+            "SELECT count(*) FROM agentic_checkpoint_values WHERE thread_id = 's' "
+            "AND channel = 'turn'"
+        ).fetchone()
+    assert turns == (2,)  # turn 1's first value went with the checkpoints that used it
+
+
+async def test_without_pruning_every_checkpoint_stays(tmp_path: Path) -> None:
+    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await thread.open()
+    saver = SqliteCheckpointer(thread, serde=state_serializer(), prune=False)
+    await saver.asetup()
+    config, cp = await _put(saver, _config("s"), empty_checkpoint(), {"iteration": 0}, -1, "input")
+    config, cp = await _put(saver, config, cp, {"iteration": 1}, 0)
+    config, cp = await _put(saver, config, cp, {"iteration": 2}, 1, "input")
+    assert len([t async for t in saver.alist(_config("s"))]) == 3
+    await thread.aclose()
 
 
 async def test_a_closed_connection_is_a_clear_error(tmp_path: Path) -> None:
