@@ -105,6 +105,42 @@ def _containers_copied(value: Any) -> Any:
     return value
 
 
+class _MemorySaver(InMemorySaver):
+    """LangGraph's in-memory saver that keeps what resuming needs, as our SQLite one does: each
+    checkpoint drops the thread's checkpoints older than the one it follows, their writes and
+    the values no kept checkpoint refers to. (Memory sessions are written when a turn stops,
+    so that is once per turn.)"""
+
+    def put(
+        self,
+        config: Any,
+        checkpoint: Any,
+        metadata: Any,
+        new_versions: Any,
+    ) -> Any:
+        saved = super().put(config, checkpoint, metadata, new_versions)
+        conf = config["configurable"]
+        parent = conf.get("checkpoint_id")
+        if parent:
+            self._drop_before(conf["thread_id"], conf.get("checkpoint_ns", ""), parent)
+        return saved
+
+    def _drop_before(self, thread_id: str, ns: str, parent: str) -> None:
+        checkpoints = self.storage[thread_id][ns]
+        dropped: set[tuple[str, str, str, Any]] = set()
+        for old in [cid for cid in checkpoints if cid < parent]:
+            dropped |= self._blob_keys(thread_id, ns, checkpoints.pop(old)[0])
+            self.writes.pop((thread_id, ns, old), None)
+        for saved, _, _ in checkpoints.values():
+            dropped -= self._blob_keys(thread_id, ns, saved)
+        for key in dropped:
+            self.blobs.pop(key, None)
+
+    def _blob_keys(self, thread_id: str, ns: str, saved: Any) -> set[tuple[str, str, str, Any]]:
+        versions = self.serde.loads_typed(saved)["channel_versions"]
+        return {(thread_id, ns, channel, version) for channel, version in versions.items()}
+
+
 def state_serializer() -> StateSerializer:
     """Our state types as pydantic JSON; the rest through LangGraph's serializer, allowed to
     rebuild exactly our state types (nothing else)."""
@@ -154,7 +190,7 @@ class SessionStore:
     async def _open_backend(self) -> tuple[BaseCheckpointSaver[Any], BaseStore]:
         backend = self.config.backend
         if backend == "memory":
-            return InMemorySaver(serde=_ByReference()), InMemoryStore()
+            return _MemorySaver(serde=_ByReference()), InMemoryStore()
         if backend == "sqlite":
             return await self._open_sqlite()
         return await self._open_postgres()

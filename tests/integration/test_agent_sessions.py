@@ -100,6 +100,30 @@ async def test_a_long_sqlite_session_keeps_only_what_resuming_needs(tmp_path: Pa
     assert checkpoints <= 4  # the last turn's input, step and end, and the one before
 
 
+async def test_a_long_memory_session_keeps_only_what_resuming_needs(tmp_path: Path) -> None:
+    script = [f"Answer {i}.<|eot_id|>" for i in range(6)]
+    with VLLMTestServer(script) as server:
+        async with agent_on(server, tmp_path) as agent:  # memory backend
+            session = await agent.create_session()
+            other = await agent.create_session()
+            await other.run("Elsewhere")
+            for i in range(5):
+                await session.run(f"Question {i}")
+            saver: Any = agent.sessions.checkpointer
+            stored = saver.storage[session.id][""]
+            blobs = {k for k in saver.blobs if k[0] == session.id}
+            referenced = {
+                (session.id, "", channel, version)
+                for saved, _, _ in stored.values()
+                for channel, version in saver.serde.loads_typed(saved)["channel_versions"].items()
+            }
+            others = saver.storage[other.id][""]
+    assert len(stored) == 2  # the last turn's end and the one before
+    assert blobs == referenced  # no value only a dropped checkpoint used
+    assert len(others) == 1
+    assert "Question 0<|eot_id|>" in prompts(server)[-1]
+
+
 async def test_get_list_and_delete(tmp_path: Path) -> None:
     with VLLMTestServer(["One.<|eot_id|>"]) as server:
         async with agent_on(server, tmp_path, persistence=SQLITE) as agent:
