@@ -11,7 +11,13 @@ from typing import TYPE_CHECKING, Any
 from langgraph.types import StreamWriter
 from pydantic import ValidationError
 
-from agentic.agent.prompting import Budget, context_window, fit_history, forced_prefix
+from agentic.agent.prompting import (
+    Budget,
+    byte_bound,
+    context_window,
+    fit_history,
+    forced_prefix,
+)
 from agentic.agent.types import (
     InferenceStep,
     StepComplete,
@@ -133,7 +139,10 @@ async def _request(
         )
 
     fit = await fit_history(render, state.get("turn_starts") or [], start, await _budget(core))
-    request = InferenceRequest(prompt=fit.prompt + plan.prefix, **common)
+    known = None
+    if fit.tokens is not None:  # counted exactly: bound the forced prefix by its bytes
+        known = fit.tokens + byte_bound(plan.prefix)
+    request = InferenceRequest(prompt=fit.prompt + plan.prefix, prompt_tokens=known, **common)
     return request, fit.start, fit.tokens
 
 

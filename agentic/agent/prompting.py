@@ -282,8 +282,9 @@ class Fit:
     """Prompt tokens: exact when it was counted, else the byte upper bound."""
 
 
-def _byte_bound(prompt: str) -> int:
-    """The prompt's UTF-8 length (an ASCII string's is its length: no copy needed)."""
+def byte_bound(prompt: str) -> int:
+    """The prompt's UTF-8 length, a bound on its tokens (each is at least one byte); an ASCII
+    string's is its length, no copy needed."""
     return len(prompt) if prompt.isascii() else len(prompt.encode("utf-8"))
 
 
@@ -310,7 +311,7 @@ async def fit_history(
     counted: tuple[str, int] | None = None
     for candidate in _candidates(turn_starts, start):
         prompt = render(candidate)
-        tokens = _byte_bound(prompt)
+        tokens = byte_bound(prompt)
         if tokens <= budget.limit:
             return Fit(candidate, prompt, tokens)
         if budget.count is not None:

@@ -53,6 +53,9 @@ class InferenceRequest:
     today: _dt.date | None = None
     cache_key: str | None = None
     images: Sequence[ImageContent] = ()
+    prompt_tokens: int | None = None
+    """At least the token count of ``prompt``, when the caller has it (the agent counted for its
+    context budget): the backend then sizes ``max_tokens`` without counting again."""
 
     @classmethod
     def create(

@@ -390,7 +390,8 @@ class VLLMServer:
         prompt = self._prompt_of(request, target)
         max_tokens = request.sampling.max_tokens
         if max_tokens is None:
-            max_tokens = await self._room(prompt, target, request.model)
+            known = request.prompt_tokens if request.prompt is not None else None
+            max_tokens = await self._room(prompt, target, request.model, known)
         body = wire.completion_body(
             target.name,
             prompt,
@@ -436,17 +437,21 @@ class VLLMServer:
             today=request.today,
         )
 
-    async def _room(self, prompt: str, target: _Target, model: str) -> int | None:
+    async def _room(
+        self, prompt: str, target: _Target, model: str, known: int | None = None
+    ) -> int | None:
         """``max_tokens`` when none is set: the rest of the context, as vLLM's chat does.
 
-        vLLM's completions endpoint turns a missing ``max_tokens`` into 16, so we send one. A
-        byte count bounds the prompt's tokens from above; only when that bound does not fit is
-        the exact count asked from ``/tokenize``.
+        vLLM's completions endpoint turns a missing ``max_tokens`` into 16, so we send one. The
+        caller's count (``known``), else a byte count, bounds the prompt's tokens from above;
+        only when that bound does not fit is the exact count asked from ``/tokenize``.
         """
         limit = target.max_model_len
         if limit is None:
             return None
         bound = wire.token_upper_bound(prompt)
+        if known is not None:
+            bound = min(bound, known)
         if bound < limit:
             return limit - bound
         count = await self._tokenize(_tokenize_body(target.name, prompt=prompt), model)

@@ -280,6 +280,8 @@ async def test_oldest_turns_are_dropped_to_fit_the_context(tmp_path: Path) -> No
     assert "Turn 4:" in last_prompt  # only as much as needed was dropped
     counted = [r for r in server.requests if r.path.endswith("/tokenize")]
     assert counted, "the exact count comes from the server's tokenizer"
+    whole = set(prompts(server))
+    assert not any(r.prompt in whole for r in counted)  # max_tokens came from the agent's count
     estimate = turns[-1].steps[0].prompt_tokens_estimate  # type: ignore[union-attr]
     assert estimate is not None
     assert estimate <= 2048 - 256

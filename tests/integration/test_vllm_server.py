@@ -432,6 +432,25 @@ async def test_long_prompt_gets_exact_room_from_tokenize(server: VLLMTestServer)
     assert final.text == "ok<|eot_id|>"
 
 
+async def test_a_known_prompt_count_spares_the_tokenize_call(server: VLLMTestServer) -> None:
+    server.max_model_len = 400
+    server.push("ok")
+    server.push("ok")
+    prompt = render_prompt(ask("word " * 70).messages, model=MODEL, today=TODAY)
+    assert len(prompt.encode()) > 400  # the byte bound alone would not fit
+    async with VLLMServer(server.base_url) as backend:
+        count = await backend.count_tokens(InferenceRequest(model=MODEL, prompt=prompt))
+        known = InferenceRequest(model=MODEL, prompt=prompt, prompt_tokens=count + 2)
+        await collect(backend, known)
+        too_high = InferenceRequest(model=MODEL, prompt=prompt, prompt_tokens=500)
+        await collect(backend, too_high)  # a bound that does not fit: counted exactly
+    tokenize = [r for r in server.requests if r.path == "/tokenize"]
+    assert len(tokenize) == 2  # count_tokens, then the bound that did not fit
+    first, second = generations(server)
+    assert (first.body or {})["max_tokens"] == 400 - count - 2
+    assert (second.body or {})["max_tokens"] == 400 - count
+
+
 async def test_server_error_status_and_body(server: VLLMTestServer, backend: VLLMServer) -> None:
     server.fail_next(500, error="engine crashed")
     with pytest.raises(BackendResponseError) as info:
