@@ -70,6 +70,9 @@ CREATE TABLE IF NOT EXISTS agentic_checkpoint_writes (
 );
 """
 
+_PRUNE_EVERY = 16
+"""Checkpoints of a thread after which it is pruned even without a new turn's input."""
+
 _EMPTY = "empty"
 """Type of a channel that has a version but no value (it was cleared)."""
 
@@ -81,10 +84,11 @@ _COLUMNS = (
 class SqliteCheckpointer(BaseCheckpointSaver[str]):
     """A LangGraph checkpointer on one SQLite connection owned by ``thread``.
 
-    With ``prune`` (the default) a run's input checkpoint (a new turn) drops the thread's
-    checkpoints older than the one it follows, with their writes and the values no kept
-    checkpoint refers to: a session keeps what resuming needs (finished turns live in the
-    session store), and its storage grows with its history, not with the square of its turns.
+    With ``prune`` (the default) a run's input checkpoint (a new turn; else every 16th
+    checkpoint) drops the thread's checkpoints older than the one it follows, with their
+    writes and the values no kept checkpoint refers to: a session keeps what resuming needs
+    (finished turns live in the session store), and its storage grows with its history, not
+    with the square of its turns.
     """
 
     def __init__(
@@ -93,6 +97,8 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         super().__init__(serde=serde)
         self._thread = thread
         self._prune = prune
+        self._unpruned: dict[tuple[str, str], int] = {}
+        """Checkpoints written per thread since it was last pruned."""
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -140,7 +146,7 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
                 ),
             )
             parent = conf.get("checkpoint_id")
-            if self._prune and parent and metadata.get("source") == "input":
+            if self._prune and parent and self._prune_due(thread_id, ns, metadata):
                 self._drop_before(conn, thread_id, ns, parent, checkpoint["channel_versions"])
         return {
             "configurable": {
@@ -149,6 +155,17 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
                 "checkpoint_id": checkpoint["id"],
             }
         }
+
+    def _prune_due(self, thread_id: str, ns: str, metadata: CheckpointMetadata) -> bool:
+        """At a run's input checkpoint (a new turn), or every 16 checkpoints: with durability
+        ``exit`` a run writes no input checkpoint, only its last one."""
+        key = (thread_id, ns)
+        count = self._unpruned.get(key, 0) + 1
+        if metadata.get("source") == "input" or count >= _PRUNE_EVERY:
+            self._unpruned.pop(key, None)
+            return True
+        self._unpruned[key] = count
+        return False
 
     def _drop_before(
         self,

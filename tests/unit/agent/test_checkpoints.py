@@ -198,7 +198,7 @@ async def test_a_value_is_stored_once_however_many_checkpoints_follow(tmp_path: 
     """The point of the design: a step writes what it changed, not the session's history."""
     thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
     await thread.open()
-    saver = SqliteCheckpointer(thread, serde=state_serializer())
+    saver = SqliteCheckpointer(thread, serde=state_serializer(), prune=False)
     await saver.asetup()
     history = [UserMessage(content=f"message {i}") for i in range(200)]
     config, cp = await _put(saver, _config("a"), empty_checkpoint(), {"history": history}, 0)
@@ -255,6 +255,23 @@ async def test_a_new_turn_drops_what_resuming_no_longer_needs(tmp_path: Path) ->
             "AND channel = 'turn'"
         ).fetchone()
     assert turns == (2,)  # turn 1's first value went with the checkpoints that used it
+
+
+async def test_without_new_turns_every_sixteenth_checkpoint_prunes(tmp_path: Path) -> None:
+    """Durability ``exit`` writes no input checkpoints: pruning still happens."""
+    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await thread.open()
+    saver = SqliteCheckpointer(thread, serde=state_serializer())
+    await saver.asetup()
+    config, cp = _config("s"), empty_checkpoint()
+    for step in range(20):
+        config, cp = await _put(saver, config, cp, {"iteration": step}, step)
+    kept = [t.metadata["step"] async for t in saver.alist(_config("s"))]
+    assert kept == [19, 18, 17, 16, 15]  # pruned at the 17th: its parent and what followed
+    latest = await saver.aget_tuple(_config("s"))
+    assert latest is not None
+    assert latest.checkpoint["channel_values"] == {"iteration": 19}
+    await thread.aclose()
 
 
 async def test_without_pruning_every_checkpoint_stays(tmp_path: Path) -> None:
