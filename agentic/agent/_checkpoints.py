@@ -72,6 +72,8 @@ CREATE TABLE IF NOT EXISTS agentic_checkpoint_writes (
 
 _PRUNE_EVERY = 16
 """Checkpoints of a thread after which it is pruned even without a new turn's input."""
+_MAX_TRACKED = 65536
+"""Threads whose checkpoints since the last prune are counted at once."""
 
 _EMPTY = "empty"
 """Type of a channel that has a version but no value (it was cleared)."""
@@ -164,6 +166,8 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         if metadata.get("source") == "input" or count >= _PRUNE_EVERY:
             self._unpruned.pop(key, None)
             return True
+        if len(self._unpruned) >= _MAX_TRACKED:  # bounded: forgetting only delays a prune
+            self._unpruned.clear()
         self._unpruned[key] = count
         return False
 

@@ -274,6 +274,21 @@ async def test_without_new_turns_every_sixteenth_checkpoint_prunes(tmp_path: Pat
     await thread.aclose()
 
 
+async def test_the_prune_counters_stay_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("agentic.agent._checkpoints._MAX_TRACKED", 2)
+    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await thread.open()
+    saver = SqliteCheckpointer(thread, serde=state_serializer())
+    await saver.asetup()
+    for name in ("a", "b", "c", "d"):
+        config, cp = await _put(saver, _config(name), empty_checkpoint(), {"iteration": 0}, 0)
+        await _put(saver, config, cp, {"iteration": 1}, 1)
+    assert 0 < len(saver._unpruned) <= 2
+    await thread.aclose()
+
+
 async def test_without_pruning_every_checkpoint_stays(tmp_path: Path) -> None:
     thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
     await thread.open()
