@@ -139,9 +139,9 @@ async def _request(
         )
 
     fit = await fit_history(render, state.get("turn_starts") or [], start, await _budget(core))
-    known = None
-    if fit.tokens is not None:  # counted exactly: bound the forced prefix by its bytes
-        known = fit.tokens + byte_bound(plan.prefix)
+    # at least the prompt's tokens: the fit's count (exact, or its byte bound) and the
+    # forced call prefix's bytes; the backend then sizes max_tokens without counting again
+    known = fit.tokens + byte_bound(plan.prefix)
     request = InferenceRequest(prompt=fit.prompt + plan.prefix, prompt_tokens=known, **common)
     return request, fit.start, fit.tokens
 
