@@ -109,9 +109,42 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
             raise RuntimeError("SqliteCheckpointer used after its connection closed")
         return conn
 
-    async def asetup(self) -> None:
-        """Create the tables (idempotent)."""
+    async def asetup(self) -> int:
+        """Create the tables (idempotent); adopt sessions saved by LangGraph's ``SqliteSaver``
+        (earlier versions) into an empty database. Returns how many were adopted."""
         await self._thread.run(self._conn.executescript, _SCHEMA)
+        return await self._thread.run(self._adopt_sqlite_saver)
+
+    def _adopt_sqlite_saver(self) -> int:
+        """Copy the latest checkpoint of each thread in LangGraph's ``checkpoints`` table, with
+        its pending writes, when none of ours exist yet (the old tables are left as they are)."""
+        conn = self._conn
+        old = conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'checkpoints'"
+        ).fetchone()
+        if old is None or conn.execute("SELECT 1 FROM agentic_checkpoints LIMIT 1").fetchone():
+            return 0
+        from langgraph.checkpoint.sqlite import SqliteSaver
+
+        saver = SqliteSaver(conn, serde=self.serde)
+        threads = conn.execute(
+            "SELECT DISTINCT thread_id, checkpoint_ns FROM checkpoints"
+        ).fetchall()
+        adopted = 0
+        for thread_id, ns in threads:
+            found = saver.get_tuple({"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}})
+            if found is None:
+                continue
+            checkpoint = found.checkpoint
+            base = {"configurable": {"thread_id": thread_id, "checkpoint_ns": ns}}
+            saved = self.put(base, checkpoint, found.metadata, checkpoint["channel_versions"])
+            by_task: dict[str, list[tuple[str, Any]]] = {}
+            for task_id, channel, value in found.pending_writes or []:
+                by_task.setdefault(task_id, []).append((channel, value))
+            for task_id, writes in by_task.items():
+                self.put_writes(saved, writes, task_id)
+            adopted += 1
+        return adopted
 
     # --- writing --------------------------------------------------------------------------
 

@@ -124,6 +124,41 @@ async def test_a_long_memory_session_keeps_only_what_resuming_needs(tmp_path: Pa
     assert "Question 0<|eot_id|>" in prompts(server)[-1]
 
 
+async def test_sessions_saved_by_langgraphs_sqlite_saver_are_adopted(tmp_path: Path) -> None:
+    """A session file from before our own checkpointer: its sessions continue, history intact."""
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    from agentic.agent.store import SessionStore, state_serializer
+
+    script = ["Nice to meet you, Ada.<|eot_id|>", "Your name is Ada.<|eot_id|>"]
+    with VLLMTestServer(script) as server:
+        async with agent_on(server, tmp_path) as agent:  # memory: the state to write old-style
+            session = await agent.create_session("intro")
+            first = await session.run("My name is Ada.")
+            config: Any = {"configurable": {"thread_id": session.id, "checkpoint_ns": ""}}
+            saver: Any = agent.sessions.checkpointer
+            saved = saver.get_tuple(config)
+        records = SessionStore(SQLITE, tmp_path)
+        await records.open()
+        await records.save_session(session.info)
+        await records.save_turn(first, session.info)
+        await records.aclose()
+        with sqlite3.connect(tmp_path / "sessions.sqlite", check_same_thread=False) as conn:
+            conn.execute("DELETE FROM agentic_checkpoints")  # as if our tables were just made
+            old = SqliteSaver(conn, serde=state_serializer())
+            versions = saved.checkpoint["channel_versions"]
+            old.put(config, saved.checkpoint, saved.metadata, versions)
+        async with agent_on(server, tmp_path, persistence=SQLITE) as agent:
+            again = await agent.get_session(session.id)
+            second = await again.run("What is my name?")
+            turns = await again.turns()
+    assert second.index == 1
+    assert [t.turn_id for t in turns] == [first.turn_id, second.turn_id]
+    prompt = prompts(server)[-1]
+    assert "My name is Ada.<|eot_id|>" in prompt
+    assert "Nice to meet you, Ada.<|eot_id|>" in prompt
+
+
 async def test_get_list_and_delete(tmp_path: Path) -> None:
     with VLLMTestServer(["One.<|eot_id|>"]) as server:
         async with agent_on(server, tmp_path, persistence=SQLITE) as agent:

@@ -301,6 +301,32 @@ async def test_without_pruning_every_checkpoint_stays(tmp_path: Path) -> None:
     await thread.aclose()
 
 
+async def test_checkpoints_of_langgraphs_sqlite_saver_are_adopted_once(tmp_path: Path) -> None:
+    from langgraph.checkpoint.sqlite import SqliteSaver
+
+    with sqlite3.connect(tmp_path / "c.sqlite", check_same_thread=False) as conn:
+        old = SqliteSaver(conn, serde=state_serializer())
+        cp = create_checkpoint(empty_checkpoint(), None, 0)
+        cp["channel_versions"] = {"iteration": "1", "turn": "1"}
+        cp["channel_values"] = {"iteration": 4, "turn": _turn(7)}
+        config = old.put(_config("old"), cp, {"step": 0, "source": "loop"}, {})
+        old.put_writes(config, [("pending", []), ("iteration", 5)], "task-1")
+    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await thread.open()
+    saver = SqliteCheckpointer(thread, serde=state_serializer())
+    assert await saver.asetup() == 1
+    assert await saver.asetup() == 0  # ours exist now: never adopted twice
+    adopted = await saver.aget_tuple(_config("old"))
+    assert adopted is not None
+    assert adopted.checkpoint["id"] == cp["id"]
+    assert adopted.checkpoint["channel_values"] == {"iteration": 4, "turn": _turn(7)}
+    assert [(w[1], w[2]) for w in adopted.pending_writes or []] == [
+        ("pending", []),
+        ("iteration", 5),
+    ]
+    await thread.aclose()
+
+
 async def test_a_closed_connection_is_a_clear_error(tmp_path: Path) -> None:
     thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
     await thread.open()
