@@ -400,17 +400,22 @@ class VLLMTestServer:
             gen = generate(pieces_from_text(reply.text), cfg)
         else:
             gen = generate(pieces_from_chunks(reply.chunks), cfg)
-        answer = _Answer(greq, model, gen, reply, delay, self.token_delay)
+        counted: list[bool] = []
+
+        def complete() -> None:  # before the last bytes: a client that has them sees the count
+            with self._lock:
+                self.completed += 1
+            counted.append(True)
+
+        answer = _Answer(greq, model, gen, reply, delay, self.token_delay, complete)
         try:
-            done = await (answer.stream(out) if greq.stream else answer.respond(out))
+            await (answer.stream(out) if greq.stream else answer.respond(out))
         except (asyncio.CancelledError, ConnectionError):
             if not self._stopping:
                 with self._lock:
                     self.cancelled += 1
+                    self.completed -= len(counted)  # the last bytes never went out
             raise
-        if done:
-            with self._lock:
-                self.completed += 1
 
 
 @dataclass
@@ -423,6 +428,8 @@ class _Answer:
     reply: Reply
     delay: float
     default_token_delay: float
+    complete: Callable[[], None]
+    """Counts the generation as delivered; called right before its last bytes are written."""
 
     @property
     def token_delay(self) -> float:
@@ -468,6 +475,7 @@ class _Answer:
             )
         else:
             payload = proto.completion_response(rid, self.model, self.gen, self.prompt_tokens)
+        self.complete()
         await _json(out, 200, payload, headers)
         return True
 
@@ -496,6 +504,8 @@ class _Answer:
             if 0 <= limit < sent + len(step):
                 await out.write(*step[: limit - sent])
                 return await self._cut(out)
+            if index == len(steps) - 1:
+                self.complete()
             await out.write(*step)
             sent += len(step)
         await out.end()
