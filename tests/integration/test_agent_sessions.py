@@ -18,10 +18,12 @@ from agent_helpers import agent_on, events_of, prompts, step_types
 from pg_server import pg_bin, postgres_server
 
 from agentic.agent import (
+    Agent,
     InferenceStep,
     MemoryRetrievalStep,
     PersistenceConfig,
     ShieldCallStep,
+    Turn,
     TurnStatus,
 )
 from agentic.errors import SessionBusyError, SessionNotFoundError, SessionStateError
@@ -40,6 +42,20 @@ async def lookup(city: str) -> str:
     return f"{city}: 25C"
 
 
+async def _continues_with_its_history(
+    agent: Agent, server: VLLMTestServer, session_id: str, first: Turn
+) -> None:
+    """The session's second turn follows its first, whose messages are in the prompt."""
+    again = await agent.get_session(session_id)
+    second = await again.run("What is my name?")
+    turns = await again.turns()
+    assert second.index == 1
+    assert [t.turn_id for t in turns] == [first.turn_id, second.turn_id]
+    prompt = prompts(server)[-1]
+    assert "My name is Ada.<|eot_id|>" in prompt
+    assert "Nice to meet you, Ada.<|eot_id|>" in prompt
+
+
 async def test_sessions_survive_a_restart(tmp_path: Path) -> None:
     script = ["Nice to meet you, Ada.<|eot_id|>", "Your name is Ada.<|eot_id|>"]
     with VLLMTestServer(script) as server:
@@ -52,14 +68,7 @@ async def test_sessions_survive_a_restart(tmp_path: Path) -> None:
             assert [(s.session_id, s.name, s.turn_count) for s in listed] == [
                 (session.id, "intro", 1)
             ]
-            again = await agent.get_session(session.id)
-            second = await again.run("What is my name?")
-            turns = await again.turns()
-    assert second.index == 1
-    assert [t.turn_id for t in turns] == [first.turn_id, second.turn_id]
-    prompt = prompts(server)[-1]
-    assert "My name is Ada.<|eot_id|>" in prompt
-    assert "Nice to meet you, Ada.<|eot_id|>" in prompt
+            await _continues_with_its_history(agent, server, session.id, first)
 
 
 async def test_a_long_sqlite_session_keeps_only_what_resuming_needs(tmp_path: Path) -> None:
@@ -149,14 +158,7 @@ async def test_sessions_saved_by_langgraphs_sqlite_saver_are_adopted(tmp_path: P
             versions = saved.checkpoint["channel_versions"]
             old.put(config, saved.checkpoint, saved.metadata, versions)
         async with agent_on(server, tmp_path, persistence=SQLITE) as agent:
-            again = await agent.get_session(session.id)
-            second = await again.run("What is my name?")
-            turns = await again.turns()
-    assert second.index == 1
-    assert [t.turn_id for t in turns] == [first.turn_id, second.turn_id]
-    prompt = prompts(server)[-1]
-    assert "My name is Ada.<|eot_id|>" in prompt
-    assert "Nice to meet you, Ada.<|eot_id|>" in prompt
+            await _continues_with_its_history(agent, server, session.id, first)
 
 
 async def test_get_list_and_delete(tmp_path: Path) -> None:
