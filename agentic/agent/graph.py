@@ -17,8 +17,10 @@ code shields run inside tool_execution.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+from langchain_core.runnables import Runnable, RunnableConfig
 from langgraph.graph import END, START, StateGraph
 
 from agentic.agent import steps
@@ -32,10 +34,8 @@ NODES = ("memory_retrieval", "inference", "tool_execution", "client_tools")
 
 
 class _Routes:
-    """The conditional edges: where a turn goes after each node.
-
-    Async on purpose: LangGraph runs sync routing functions in a thread pool, a thread hop
-    per step."""
+    """The conditional edges: where a turn goes after each node (async: they run in the loop,
+    see :class:`_Route`)."""
 
     def __init__(self, core: AgentCore) -> None:
         self.core = core
@@ -67,6 +67,26 @@ class _Routes:
         return "client_tools" if state.get("pending") else "inference"
 
 
+class _Route(Runnable[TurnState, str]):
+    """A conditional edge's routing function as LangGraph calls it, without a trace run.
+
+    LangGraph wraps a plain routing function in a traced runnable: a callback-manager setup, a
+    chain run and a task per call, about 0.1 ms a step for a decision that reads two fields.
+    The nodes themselves stay traced by LangGraph as before."""
+
+    def __init__(self, route: Callable[[TurnState], Awaitable[str]]) -> None:
+        self.route = route
+        self.name = route.__name__
+
+    def invoke(self, input: TurnState, config: RunnableConfig | None = None, **kwargs: Any) -> str:
+        raise TypeError("the turn graph runs on asyncio only: use ainvoke / astream")
+
+    async def ainvoke(
+        self, input: TurnState, config: RunnableConfig | None = None, **kwargs: Any
+    ) -> str:
+        return await self.route(input)
+
+
 def build_graph(core: AgentCore) -> StateGraph[TurnState, TurnContext, Any, Any]:
     """The turn graph of one agent (compile it with a checkpointer and store)."""
     routes = _Routes(core)
@@ -75,13 +95,15 @@ def build_graph(core: AgentCore) -> StateGraph[TurnState, TurnContext, Any, Any]
     graph.add_node("inference", steps.inference)
     graph.add_node("tool_execution", steps.tool_execution)
     graph.add_node("client_tools", steps.client_tools)
-    graph.add_conditional_edges(START, routes.start, ["memory_retrieval", "inference"])
+    graph.add_conditional_edges(START, _Route(routes.start), ["memory_retrieval", "inference"])
     graph.add_edge("memory_retrieval", "inference")
     graph.add_conditional_edges(
         "inference",
-        routes.after_inference,
+        _Route(routes.after_inference),
         ["inference", "tool_execution", "client_tools", END],
     )
-    graph.add_conditional_edges("tool_execution", routes.after_tools, ["client_tools", "inference"])
+    graph.add_conditional_edges(
+        "tool_execution", _Route(routes.after_tools), ["client_tools", "inference"]
+    )
     graph.add_edge("client_tools", "inference")
     return graph
