@@ -75,6 +75,9 @@ _PRUNE_EVERY = 16
 _MAX_TRACKED = 65536
 """Threads whose checkpoints since the last prune are counted at once."""
 
+_MAX_ENCODED = 256
+"""Encoded write values kept for the next checkpoint, at most."""
+
 _EMPTY = "empty"
 """Type of a channel that has a version but no value (it was cleared)."""
 
@@ -101,6 +104,10 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         self._prune = prune
         self._unpruned: dict[tuple[str, str], int] = {}
         """Checkpoints written per thread since it was last pruned."""
+        self._encoded: dict[int, tuple[Any, tuple[str, bytes]]] = {}
+        """Values ``put_writes`` encoded since the last ``put``, by identity (with the value,
+        so the id stays its own): a step's checkpoint stores the values its task just wrote,
+        and encodes each of them once."""
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -163,6 +170,7 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
             (thread_id, ns, channel, str(version), *self._encode(values, channel))
             for channel, version in new_versions.items()
         ]
+        self._encoded.clear()
         head = {k: v for k, v in checkpoint.items() if k != "channel_values"}
         meta = self.serde.dumps_typed(get_checkpoint_metadata(config, metadata))
         with self._transaction() as conn:
@@ -243,7 +251,11 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
     def _encode(self, values: dict[str, Any], channel: str) -> tuple[str, bytes | None]:
         if channel not in values:
             return _EMPTY, None
-        return self.serde.dumps_typed(values[channel])
+        value = values[channel]
+        known = self._encoded.get(id(value))
+        if known is not None and known[0] is value:
+            return known[1]
+        return self.serde.dumps_typed(value)
 
     def put_writes(
         self,
@@ -257,10 +269,15 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         key = (str(conf["thread_id"]), str(conf.get("checkpoint_ns", "")), conf["checkpoint_id"])
         replace: list[tuple[Any, ...]] = []
         keep: list[tuple[Any, ...]] = []
+        if len(self._encoded) > _MAX_ENCODED:  # writes without a checkpoint (async durability)
+            self._encoded.clear()
         for idx, (channel, value) in enumerate(writes):
             special = WRITES_IDX_MAP.get(channel)
             row = (*key, task_id, idx if special is None else special, task_path, channel)
-            (keep if special is None else replace).append((*row, *self.serde.dumps_typed(value)))
+            encoded = self.serde.dumps_typed(value)
+            if value is not None and special is None:
+                self._encoded[id(value)] = (value, encoded)
+            (keep if special is None else replace).append((*row, *encoded))
         sql = "INTO agentic_checkpoint_writes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         with self._transaction() as conn:
             conn.executemany("INSERT OR REPLACE " + sql, replace)

@@ -214,6 +214,48 @@ async def test_a_value_is_stored_once_however_many_checkpoints_follow(tmp_path: 
     assert rows == {"history": 1, "turn": 19}
 
 
+class _CountingSerde:
+    """The state serializer, counting the values it encodes by type."""
+
+    def __init__(self) -> None:
+        self.inner = state_serializer()
+        self.encoded: list[str] = []
+
+    def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
+        self.encoded.append(type(obj).__name__)
+        return self.inner.dumps_typed(obj)
+
+    def loads_typed(self, data: tuple[str, bytes]) -> Any:
+        return self.inner.loads_typed(data)
+
+
+async def test_a_step_encodes_the_values_its_task_wrote_once(tmp_path: Path) -> None:
+    """A task's writes, then the checkpoint holding them: each value is encoded once, and
+    both come back whole; a value not among the writes is encoded by the checkpoint."""
+    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await thread.open()
+    serde = _CountingSerde()
+    saver = SqliteCheckpointer(thread, serde=serde)
+    await saver.asetup()
+    config, cp = await _put(saver, _config("a"), empty_checkpoint(), {"turn": _turn(0)}, 0)
+    turn = _turn(1)
+    messages = [UserMessage(content="hi"), AssistantMessage(content="hello")]
+    await saver.aput_writes(config, [("turn", turn), ("messages", messages)], "task-1")
+    serde.encoded.clear()
+    other = [UserMessage(content="not written by the task")]
+    values = {"turn": turn, "messages": messages, "history": other}
+    saved, _ = await _put(saver, config, cp, values, 1)
+    assert sorted(serde.encoded) == ["dict", "dict", "list"]  # head, metadata, history
+    got = await saver.aget_tuple(saved)
+    assert got is not None
+    assert got.checkpoint["channel_values"] == values
+    # the next checkpoint encodes afresh: what the last task wrote is no longer remembered
+    serde.encoded.clear()
+    await _put(saver, saved, got.checkpoint, {"turn": turn}, 2)
+    assert "Turn" in serde.encoded
+    await thread.aclose()
+
+
 async def test_a_new_turn_drops_what_resuming_no_longer_needs(tmp_path: Path) -> None:
     thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
     await thread.open()
