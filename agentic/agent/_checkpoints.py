@@ -75,6 +75,11 @@ _PRUNE_EVERY = 16
 _MAX_TRACKED = 65536
 """Threads whose checkpoints since the last prune are counted at once."""
 
+_INLINE = "agentic_inline"
+"""Key, in a stored checkpoint, of the small values it holds itself (see :func:`_inlined`)."""
+_INLINE_CHARS = 256
+"""Longest string kept in the checkpoint row."""
+
 _MAX_ENCODED = 256
 """Encoded write values kept for the next checkpoint, at most."""
 
@@ -166,12 +171,16 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         conf = config["configurable"]
         thread_id, ns = str(conf["thread_id"]), str(conf.get("checkpoint_ns", ""))
         values = checkpoint["channel_values"]
+        inline = {channel: v for channel, v in values.items() if _inlined(v)}
         rows = [
             (thread_id, ns, channel, str(version), *self._encode(values, channel))
             for channel, version in new_versions.items()
+            if channel not in inline
         ]
         self._encoded.clear()
-        head = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+        head: dict[str, Any] = {k: v for k, v in checkpoint.items() if k != "channel_values"}
+        if inline:
+            head[_INLINE] = inline
         meta = self.serde.dumps_typed(get_checkpoint_metadata(config, metadata))
         with self._transaction() as conn:
             conn.executemany(
@@ -351,10 +360,11 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
     def _tuple(self, thread_id: str, row: tuple[Any, ...]) -> CheckpointTuple:
         ns, checkpoint_id, parent_id, kind, blob, meta_kind, meta = row
         head = self.serde.loads_typed((kind, blob))
+        inline: dict[str, Any] = head.pop(_INLINE, {})
         versions: dict[str, Any] = head.get("channel_versions", {})
-        checkpoint = cast(
-            Checkpoint, {**head, "channel_values": self._values(thread_id, ns, versions)}
-        )
+        stored = {c: v for c, v in versions.items() if c not in inline}
+        values = {**self._values(thread_id, ns, stored), **inline}
+        checkpoint = cast(Checkpoint, {**head, "channel_values": values})
 
         def at(cid: str) -> RunnableConfig:
             return {
@@ -399,10 +409,10 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
             (task_id, ch, self.serde.loads_typed((kind, v))) for task_id, _, _, ch, kind, v in rows
         ]
 
-    # --- async API: each call is one hop to the SQLite thread ------------------------------
+    # --- async API: on the event loop while the connection is free (SqliteThread.call) ----
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._thread.run(self.get_tuple, config)
+        return await self._thread.call(self.get_tuple, config)
 
     async def alist(
         self,
@@ -415,7 +425,7 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         def collect() -> list[CheckpointTuple]:
             return list(self.list(config, filter=filter, before=before, limit=limit))
 
-        for item in await self._thread.run(collect):
+        for item in await self._thread.call(collect):
             yield item
 
     async def aput(
@@ -425,7 +435,7 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await self._thread.run(self.put, config, checkpoint, metadata, new_versions)
+        return await self._thread.call(self.put, config, checkpoint, metadata, new_versions)
 
     async def aput_writes(
         self,
@@ -434,15 +444,30 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await self._thread.run(self.put_writes, config, writes, task_id, task_path)
+        await self._thread.call(self.put_writes, config, writes, task_id, task_path)
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self._thread.run(self.delete_thread, thread_id)
+        await self._thread.call(self.delete_thread, thread_id)
 
     def get_next_version(self, current: str | None, channel: None) -> str:
         """``<counter, 32 digits>.<random>``: ordered, and unique across forked histories."""
         count = 0 if current is None else int(str(current).split(".", 1)[0])
         return f"{count + 1:032}.{random.random():016}"
+
+
+def _inlined(value: Any) -> bool:
+    """Whether a channel value is small enough to live in the checkpoint row itself.
+
+    A step changes about ten channels, most of them flags, counters and empty lists; a row
+    each costs more than the values they hold. Small values are written into every checkpoint
+    (changed or not), so reading one needs no row; turns and messages keep their rows.
+    """
+    kind = type(value)
+    if value is None or kind is bool or kind is int or kind is float:
+        return True
+    if kind is str:
+        return len(value) <= _INLINE_CHARS
+    return (kind is list or kind is dict) and not value
 
 
 class _Transaction:

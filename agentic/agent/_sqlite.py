@@ -1,11 +1,12 @@
-"""SQLite persistence in one thread: each checkpoint or store call is one hop to it.
+"""SQLite persistence on one connection, owned by one thread, used from the event loop.
 
 LangGraph's aiosqlite-based saver and store send every statement, fetch and commit to
 aiosqlite's thread separately: about 15 thread round trips per step of a turn, each a
 cross-thread wake-up. Here whole calls (of our checkpointer, of LangGraph's sync
-:class:`SqliteStore`) run on one dedicated thread that owns the connection, so a step costs
-at most two hops (its writes, its checkpoint), often one. Calls are serialized on that thread,
-which also keeps the records' read-then-write transactions from racing a checkpoint write.
+:class:`SqliteStore`) run at once: on the event loop while the connection is free and the
+database not locked by another process (:meth:`SqliteThread.call`), else on the dedicated
+thread, which waits out the lock. Calls are serialized on the connection, which also keeps the
+records' read-then-write transactions from racing a checkpoint write.
 """
 
 from __future__ import annotations
@@ -49,6 +50,11 @@ class SqliteThread:
         self._gathering: dict[asyncio.AbstractEventLoop, list[_Job]] = {}
         self._thread: threading.Thread | None = None
         self.conn: sqlite3.Connection | None = None
+        self._lock = threading.Lock()
+        """Held while a call runs on the connection, on the thread or in :meth:`call`."""
+        self._queued = 0
+        """Calls handed to the thread (gathering or queued) and not run yet."""
+        self._count = threading.Lock()
 
     async def open(self) -> sqlite3.Connection:
         """Connect (WAL, autocommit) on the thread; ``synchronous=NORMAL`` survives a killed
@@ -75,6 +81,38 @@ class SqliteThread:
             ) from exc
         return conn
 
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """``fn(*args, **kwargs)`` right here when the connection is free and nothing waits
+        for the thread; else on the thread, behind what is queued.
+
+        With ``synchronous=NORMAL`` in WAL mode a small transaction is a few hundred
+        microseconds of work that writes the page cache, and waits on nothing unless another
+        process holds the write lock. A hop to the thread and back costs about half of that
+        again, and a turn that saves after every step waits for each one. So the call runs on
+        the event loop, with SQLite's busy timeout off: if another connection holds the lock,
+        it fails at once without having written anything, and goes to the thread, which
+        waits the configured busy timeout. ``fn`` must be safe to run again after such a
+        failure: one transaction that writes after its reads, as every checkpoint and store
+        call is.
+        """
+        conn = self.conn
+        if conn is not None and not self._queued and self._lock.acquire(blocking=False):
+            try:
+                if not self._queued:  # nothing slipped in from another thread's loop
+                    conn.execute("PRAGMA busy_timeout = 0")
+                    try:
+                        return fn(*args, **kwargs)
+                    except sqlite3.OperationalError as exc:
+                        if exc.sqlite_errorcode & 0xFF not in _BUSY:
+                            raise
+                        if conn.in_transaction:
+                            conn.rollback()
+                    finally:
+                        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            finally:
+                self._lock.release()
+        return await self.run(fn, *args, **kwargs)
+
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` on the SQLite thread."""
         if self._thread is None:
@@ -82,6 +120,8 @@ class SqliteThread:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[T] = loop.create_future()
         job = _Job(functools.partial(fn, *args, **kwargs), future, loop)
+        with self._count:
+            self._queued += 1
         gathering = self._gathering.get(loop)
         if gathering is None:
             # send after the next iteration too: LangGraph saves a step's writes and its
@@ -97,7 +137,7 @@ class SqliteThread:
     def _serve(self) -> None:
         """The thread: run queued jobs in order; resolve each batch with one wake-up."""
         while (jobs := self._jobs.get()) is not None:
-            batch = [job.run() for job in jobs]
+            batch = self._run_all(jobs)
             stop = False
             while not stop:
                 try:
@@ -107,10 +147,17 @@ class SqliteThread:
                 if more is None:
                     stop = True
                 else:
-                    batch += [job.run() for job in more]
+                    batch += self._run_all(more)
             _resolve(batch)
             if stop:
                 return
+
+    def _run_all(self, jobs: list[_Job]) -> list[_Job]:
+        with self._lock:
+            done = [job.run() for job in jobs]
+        with self._count:
+            self._queued -= len(jobs)
+        return done
 
     async def aclose(self) -> None:
         """Close the connection on its thread, then stop the thread."""
@@ -120,6 +167,10 @@ class SqliteThread:
         if self._thread is not None:
             self._jobs.put(None)
             self._thread = None
+
+
+_BUSY = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+"""Primary result codes of a connection that found the database locked by another."""
 
 
 @dataclass(slots=True)
@@ -172,4 +223,4 @@ class ThreadedSqliteStore(SqliteStore):
         await self._thread.run(self.setup)
 
     async def abatch(self, ops: Iterable[Op]) -> list[Result]:
-        return await self._thread.run(self.batch, list(ops))
+        return await self._thread.call(self.batch, list(ops))

@@ -214,6 +214,68 @@ async def test_a_value_is_stored_once_however_many_checkpoints_follow(tmp_path: 
     assert rows == {"history": 1, "turn": 19}
 
 
+def _value_rows(path: Path) -> dict[str, int]:
+    with sqlite3.connect(path) as conn:
+        return dict(
+            conn.execute(
+                "SELECT channel, count(*) FROM agentic_checkpoint_values GROUP BY channel"
+            ).fetchall()
+        )
+
+
+async def test_small_values_live_in_the_checkpoint_row(tmp_path: Path) -> None:
+    """Flags, counters, short strings and empty lists need no row of their own; a later
+    checkpoint that leaves them unchanged still reads them, and a value may grow and shrink."""
+    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await thread.open()
+    saver = SqliteCheckpointer(thread, serde=state_serializer(), prune=False)
+    await saver.asetup()
+    small = {"iteration": 3, "pending": [], "unparsable": None, "reformat": True, "x": 0.5}
+    config, cp = await _put(saver, _config("a"), empty_checkpoint(), {"turn": _turn(0), **small}, 0)
+    assert _value_rows(tmp_path / "c.sqlite") == {"turn": 1}
+    config, cp = await _put(saver, config, cp, {"turn": _turn(1)}, 1)
+    got = await saver.aget_tuple(config)
+    assert got is not None
+    assert got.checkpoint["channel_values"] == {"turn": _turn(1), **small}
+    calls = [ToolCall(call_id="c1", tool_name="lookup", arguments={"city": "Paris"})]
+    long_text = "x" * 1000
+    config, cp = await _put(saver, config, cp, {"pending": calls, "unparsable": long_text}, 2)
+    got = await saver.aget_tuple(config)
+    assert got is not None
+    assert got.checkpoint["channel_values"]["pending"] == calls
+    assert got.checkpoint["channel_values"]["unparsable"] == long_text
+    config, cp = await _put(saver, config, cp, {"pending": []}, 3)
+    got = await saver.aget_tuple(config)
+    assert got is not None
+    assert got.checkpoint["channel_values"] == {
+        "turn": _turn(1),
+        **small,
+        "unparsable": long_text,
+    }
+    await thread.aclose()
+
+
+async def test_checkpoints_with_every_value_in_rows_still_load(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sessions saved before small values moved into the checkpoint row read as before."""
+    import agentic.agent._checkpoints as module
+
+    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await thread.open()
+    saver = SqliteCheckpointer(thread, serde=state_serializer())
+    await saver.asetup()
+    values = {"turn": _turn(0), "iteration": 2, "pending": [], "unparsable": None}
+    with monkeypatch.context() as patched:
+        patched.setattr(module, "_inlined", lambda value: False)
+        config, _ = await _put(saver, _config("a"), empty_checkpoint(), values, 0)
+    assert set(_value_rows(tmp_path / "c.sqlite")) == set(values)
+    got = await saver.aget_tuple(config)
+    assert got is not None
+    assert got.checkpoint["channel_values"] == values
+    await thread.aclose()
+
+
 class _CountingSerde:
     """The state serializer, counting the values it encodes by type."""
 

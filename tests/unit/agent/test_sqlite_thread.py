@@ -1,9 +1,12 @@
-"""SQLite persistence on its own thread: the store API, batching, errors, closing."""
+"""SQLite persistence on one connection: calls on the event loop or its thread, the store API,
+batching, a locked database, errors, closing."""
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -81,3 +84,91 @@ async def test_a_closed_thread_refuses_work(tmp_path: Path) -> None:
     await t.aclose()
     with pytest.raises(RuntimeError, match="after aclose"):
         await t.run(lambda: 1)
+
+
+def _insert(conn_holder: SqliteThread, value: int, ran_on: list[str]) -> int:
+    """One write transaction, recording the thread it ran on."""
+    ran_on.append(threading.current_thread().name)
+    conn = conn_holder.conn
+    assert conn is not None
+    conn.execute("BEGIN")
+    try:
+        conn.execute("INSERT INTO t VALUES (?)", (value,))
+    except BaseException:
+        conn.rollback()
+        raise
+    conn.execute("COMMIT")
+    return value
+
+
+async def _table(thread: SqliteThread) -> None:
+    assert thread.conn is not None
+    await thread.run(thread.conn.execute, "CREATE TABLE t (v INTEGER)")
+
+
+async def _values(thread: SqliteThread) -> list[int]:
+    assert thread.conn is not None
+    rows = await thread.run(lambda: thread.conn.execute("SELECT v FROM t").fetchall())  # type: ignore[union-attr]
+    return [v for (v,) in rows]
+
+
+async def test_a_call_on_a_free_connection_runs_on_the_event_loop(thread: SqliteThread) -> None:
+    await _table(thread)
+    ran_on: list[str] = []
+    assert await thread.call(_insert, thread, 1, ran_on) == 1
+    assert ran_on == [threading.current_thread().name]
+    assert await _values(thread) == [1]
+
+
+async def test_a_call_behind_queued_work_keeps_its_place_on_the_thread(
+    thread: SqliteThread,
+) -> None:
+    await _table(thread)
+    ran_on: list[str] = []
+    gate = threading.Event()
+    first = asyncio.ensure_future(thread.run(gate.wait, 5))
+    await asyncio.sleep(0)  # the first call is queued for the thread
+    second = asyncio.ensure_future(thread.call(_insert, thread, 2, ran_on))
+    await asyncio.sleep(0.05)
+    assert not second.done()  # it did not overtake the queued call
+    gate.set()
+    assert await first is True
+    assert await second == 2
+    assert ran_on == ["agentic-sqlite"]
+
+
+async def test_a_database_locked_by_another_connection_is_waited_for_on_the_thread(
+    thread: SqliteThread, tmp_path: Path
+) -> None:
+    """The loop never blocks on the lock: the call fails at once there, writes nothing, and
+    the thread waits the busy timeout for the other writer to finish."""
+    await _table(thread)
+    other = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")  # holds the write lock
+    other.execute("INSERT INTO t VALUES (0)")
+    asyncio.get_running_loop().call_later(0.2, other.execute, "COMMIT")
+    ran_on: list[str] = []
+    started = time.monotonic()
+    assert await thread.call(_insert, thread, 3, ran_on) == 3
+    assert time.monotonic() - started >= 0.15
+    assert ran_on == [threading.current_thread().name, "agentic-sqlite"]
+    assert await _values(thread) == [0, 3]
+    # the connection's own busy timeout is back for the thread's calls
+    assert thread.conn is not None
+    timeout = await thread.run(lambda: thread.conn.execute("PRAGMA busy_timeout").fetchone())  # type: ignore[union-attr]
+    assert timeout == (1000,)
+    other.close()
+
+
+async def test_other_errors_of_a_call_reach_the_caller(thread: SqliteThread) -> None:
+    assert thread.conn is not None
+    with pytest.raises(sqlite3.OperationalError, match="no such table"):
+        await thread.call(thread.conn.execute, "SELECT * FROM missing")
+
+
+async def test_after_closing_a_call_is_refused(tmp_path: Path) -> None:
+    t = SqliteThread(tmp_path / "s.sqlite", busy_timeout=0.1)
+    await t.open()
+    await t.aclose()
+    with pytest.raises(RuntimeError, match="after aclose"):
+        await t.call(lambda: 1)
