@@ -201,8 +201,9 @@ class SessionStore:
 
         path = self.path
         path.parent.mkdir(parents=True, exist_ok=True)
-        # One connection on one thread: checkpoints and records are written in turn, so the
-        # records' read-then-write transactions never race a checkpoint write (two
+        # One connection, used by one call at a time (on the event loop, or on its thread
+        # when another process holds the lock): checkpoints and records are written in turn,
+        # so the records' read-then-write transactions never race a checkpoint write (two
         # connections on one file fail with "database is locked" under load).
         thread = SqliteThread(path, busy_timeout=_BUSY_TIMEOUT)
         self._stack.push_async_callback(thread.aclose)
