@@ -172,3 +172,29 @@ async def test_after_closing_a_call_is_refused(tmp_path: Path) -> None:
     await t.aclose()
     with pytest.raises(RuntimeError, match="after aclose"):
         await t.call(lambda: 1)
+
+
+async def test_a_call_locked_out_inside_its_transaction_leaves_none_open(
+    thread: SqliteThread, tmp_path: Path
+) -> None:
+    """A call that does not roll back its own failed transaction: the fallback does, before
+    the thread runs the call again."""
+    await _table(thread)
+    other = sqlite3.connect(tmp_path / "s.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    asyncio.get_running_loop().call_later(0.1, other.execute, "COMMIT")
+    attempts: list[bool] = []
+
+    def careless() -> str:
+        conn = thread.conn
+        assert conn is not None
+        attempts.append(conn.in_transaction)  # never inside a transaction left over
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO t VALUES (9)")  # locked on the event loop: raises
+        conn.execute("COMMIT")
+        return "written"
+
+    assert await thread.call(careless) == "written"
+    assert attempts == [False, False]
+    assert await _values(thread) == [9]
+    other.close()
