@@ -109,13 +109,17 @@ class SessionNotFoundError(UserError):
 
 
 class SessionBusyError(UserError):
-    """A second turn was started on a session while one was running."""
+    """A second turn was started on a session while one was running (in this process or in
+    another one sharing the session database)."""
 
-    def __init__(self, session_id: str) -> None:
+    def __init__(self, session_id: str, *, holder: str | None = None) -> None:
         self.session_id = session_id
+        self.holder = holder
+        """Which other process runs the turn (None: this one)."""
+        where = "" if holder is None else f" in another process ({holder})"
         super().__init__(
-            f"session {session_id!r} is already running a turn; turns on one session run one "
-            "at a time (wait for it, or use another session)"
+            f"session {session_id!r} is already running a turn{where}; turns on one session "
+            "run one at a time (wait for it, or use another session)"
         )
 
 

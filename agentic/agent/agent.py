@@ -208,13 +208,12 @@ class Agent:
         return await self.sessions.list_sessions(self.config.name)
 
     async def delete_session(self, session_id: str) -> None:
-        """Delete a session with its turns and checkpoints."""
-        await self._ensure_open()
-        if session_id in self._running:
-            raise SessionBusyError(session_id)
+        """Delete a session with its turns and checkpoints (not while it runs a turn, in this
+        process or another)."""
         graph = await self._ensure_open()
-        state = await graph.aget_state({"configurable": {"thread_id": session_id}})
-        await self.sessions.delete_session(session_id)
+        async with _Exclusive(self._running, self.sessions, session_id):
+            state = await graph.aget_state({"configurable": {"thread_id": session_id}})
+            await self.sessions.delete_session(session_id)
         if state.values.get("session_bank"):  # its long documents' bank goes with it
             await self.documents.drop(session_id)
         for tool in self.core.executor.tools.values():
@@ -320,7 +319,7 @@ class Session:
         self, user: UserMessage, docs: list[Document]
     ) -> AsyncGenerator[Event, None]:
         graph = await self.agent._ensure_open()
-        with self._exclusive():
+        async with self._exclusive():
             last = await self._last_turn(graph)
             if last is not None and last.status is not TurnStatus.completed:
                 raise SessionStateError(_unfinished(last))
@@ -346,7 +345,7 @@ class Session:
 
     async def _resume(self, tool_results: Any) -> AsyncGenerator[Event, None]:
         graph = await self.agent._ensure_open()
-        with self._exclusive():
+        async with self._exclusive():
             snapshot = await graph.aget_state(self._config)
             turn: Turn | None = snapshot.values.get("turn")
             if turn is None or not snapshot.next:
@@ -390,7 +389,7 @@ class Session:
         self._last, self._known = turn, True
 
     def _exclusive(self) -> _Exclusive:
-        return _Exclusive(self.agent._running, self.id)
+        return _Exclusive(self.agent._running, self.agent.sessions, self.id)
 
     async def _last_turn(self, graph: Graph) -> Turn | None:
         if not self._known:
@@ -439,19 +438,29 @@ class Session:
 
 
 class _Exclusive:
-    """Marks a session as running a turn for the duration of a ``with`` block."""
+    """Marks a session as running a turn for the duration of an ``async with`` block: in this
+    process, then in the session database for processes that share it."""
 
-    def __init__(self, running: set[str], session_id: str) -> None:
+    def __init__(self, running: set[str], sessions: SessionStore, session_id: str) -> None:
         self._running = running
+        self._sessions = sessions
         self._id = session_id
 
-    def __enter__(self) -> None:
+    async def __aenter__(self) -> None:
         if self._id in self._running:
             raise SessionBusyError(self._id)
         self._running.add(self._id)
+        try:
+            await self._sessions.claim(self._id)
+        except BaseException:
+            self._running.discard(self._id)
+            raise
 
-    def __exit__(self, *exc: object) -> None:
-        self._running.discard(self._id)
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self._sessions.unclaim(self._id)
+        finally:
+            self._running.discard(self._id)
 
 
 def _unfinished(turn: Turn) -> str:

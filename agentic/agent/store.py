@@ -22,10 +22,11 @@ from langgraph.store.memory import InMemoryStore
 from pydantic import BaseModel
 
 from agentic.agent import types as agent_types
+from agentic.agent._leases import PostgresLeases, SessionLeases, SqliteLeases
 from agentic.agent._serde import StateSerializer
 from agentic.agent.config import PersistenceConfig
 from agentic.agent.types import SessionInfo, Turn, utcnow
-from agentic.errors import MissingDependencyError, SessionNotFoundError
+from agentic.errors import MissingDependencyError, SessionBusyError, SessionNotFoundError
 
 __all__ = ["SessionStore", "state_serializer"]
 
@@ -170,6 +171,8 @@ class SessionStore:
         self._stack = AsyncExitStack()
         self.checkpointer: BaseCheckpointSaver[Any] | None = None
         self.store: BaseStore | None = None
+        self.leases: SessionLeases | None = None
+        """Turn claims shared with other processes (SQLite and Postgres we opened)."""
 
     @property
     def path(self) -> Path:
@@ -212,6 +215,7 @@ class SessionStore:
         await saver.asetup()
         store = ThreadedSqliteStore(thread)
         await store.asetup()
+        await self._open_leases(SqliteLeases(thread))
         return saver, store
 
     async def _open_postgres(self) -> tuple[BaseCheckpointSaver[Any], BaseStore]:
@@ -227,17 +231,40 @@ class SessionStore:
         store = await self._stack.enter_async_context(AsyncPostgresStore.from_conn_string(url))
         await saver.setup()
         await store.setup()
+        await self._open_leases(PostgresLeases(url))
         return saver, store
+
+    async def _open_leases(self, storage: SqliteLeases | PostgresLeases) -> None:
+        leases = SessionLeases(storage)
+        self._stack.push_async_callback(leases.aclose)  # before the connection closes
+        await leases.setup()
+        self.leases = leases
 
     async def aclose(self) -> None:
         """Close connections this store opened (injected ones are left to their owner)."""
         await self._stack.aclose()
         self.checkpointer = self.store = None
+        self.leases = None
 
     def _store(self) -> BaseStore:
         if self.store is None:
             raise RuntimeError("SessionStore used before open()")
         return self.store
+
+    # --- turn claims ------------------------------------------------------------------------
+
+    async def claim(self, session_id: str) -> None:
+        """Claim the session for a turn in every process sharing this storage; raises
+        :class:`SessionBusyError` while another process runs one (a no-op for storage only
+        this process sees)."""
+        if self.leases is not None:
+            holder = await self.leases.acquire(session_id)
+            if holder is not None:
+                raise SessionBusyError(session_id, holder=holder.describe())
+
+    async def unclaim(self, session_id: str) -> None:
+        if self.leases is not None:
+            await self.leases.release(session_id)
 
     # --- sessions ---------------------------------------------------------------------------
 

@@ -293,11 +293,18 @@ async def test_resume_after_the_process_is_killed_between_steps(tmp_path: Path) 
             subprocess.run, args, env={**os.environ, "KILL": "1"}, capture_output=True
         )
         assert killed.returncode == 9, killed.stderr.decode()
+        assert len(_claims(tmp_path / "sessions.sqlite")) == 1  # left by the killed process
         resumed = await asyncio.to_thread(subprocess.run, args, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert "ANSWER:Counted both." in resumed.stdout
     assert "STEPS:inference,tool_execution,inference,tool_execution,inference" in resumed.stdout
     assert marker.read_text().split() == ["Rome", "Paris", "Paris"]  # Rome ran once
+    assert _claims(tmp_path / "sessions.sqlite") == []  # taken over, then released
+
+
+def _claims(path: Path) -> list[tuple[str, int]]:
+    with sqlite3.connect(path) as conn:
+        return list(conn.execute("SELECT session_id, pid FROM agentic_turn_leases"))
 
 
 async def test_oldest_turns_are_dropped_to_fit_the_context(tmp_path: Path) -> None:
