@@ -159,10 +159,10 @@ class SessionLeases:
         await self._storage.drop(session_id, self.owner)
 
     def _keep_renewing(self) -> None:
-        if self._renewal is None or self._renewal.done():
-            self._renewal = asyncio.get_running_loop().create_task(
-                self._renew(), name="agentic-lease-renewal"
-            )
+        loop = asyncio.get_running_loop()
+        renewal = self._renewal
+        if renewal is None or renewal.done() or renewal.get_loop() is not loop:
+            self._renewal = loop.create_task(self._renew(), name="agentic-lease-renewal")
 
     async def _renew(self) -> None:
         while self._held:
