@@ -259,18 +259,11 @@ class SqliteLeases:
         await self._thread.call(delete)
 
     async def renew(self, session_ids: Sequence[str], owner: str, until: float) -> None:
-        def update() -> None:
-            conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(
-                    f"UPDATE {_TABLE} SET expires_at = ? WHERE session_id = ? AND owner = ?",
-                    [(until, s, owner) for s in session_ids],
-                )
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+        def update() -> None:  # one statement per claim: each is safe to run again
+            self._conn().executemany(
+                f"UPDATE {_TABLE} SET expires_at = ? WHERE session_id = ? AND owner = ?",
+                [(until, s, owner) for s in session_ids],
+            )
 
         await self._thread.call(update)
 

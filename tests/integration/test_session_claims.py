@@ -16,6 +16,7 @@ from agent_helpers import agent_on
 from pg_server import pg_bin, postgres_server
 
 from agentic.agent import PersistenceConfig, TurnStatus
+from agentic.agent._leases import PostgresLeases, SessionLeases
 from agentic.errors import SessionBusyError
 from agentic.testing import Reply, VLLMTestServer
 
@@ -145,3 +146,23 @@ async def test_replicas_on_one_postgres_run_one_turn_per_session_at_a_time(
             assert (await first).output_text == "Slow answer."
             second = await (await b.get_session(session.id)).run("two")
     assert (second.index, second.output_text) == (1, "Second.")
+
+
+@pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL is not installed (.ci/run installs it)")
+async def test_postgres_claims_are_renewed_and_dropped_on_close() -> None:
+    pytest.importorskip("psycopg", reason="the postgres extra")
+    with postgres_server() as url:
+        a, b = SessionLeases(PostgresLeases(url)), SessionLeases(PostgresLeases(url))
+        await a.setup()
+        await b.setup()
+        try:
+            assert await a.acquire("s1") is None
+            until = time.time() + 3600
+            await a._storage.renew(["s1"], a.owner, until)
+            holder = await b.acquire("s1")
+            assert holder is not None
+            assert (holder.owner, holder.pid, holder.expires_at) == (a.owner, os.getpid(), until)
+            await a.aclose()  # drops what it still holds
+            assert await b.acquire("s1") is None
+        finally:
+            await b.aclose()
