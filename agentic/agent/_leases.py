@@ -155,8 +155,18 @@ class SessionLeases:
         return holder
 
     async def release(self, session_id: str) -> None:
+        """Drop the claim. A failure is logged, not raised: the turn is over and saved, and
+        the claim, no longer renewed, lapses by itself (this process may claim it again)."""
         self._held.discard(session_id)
-        await self._storage.drop(session_id, self.owner)
+        try:
+            await self._storage.drop(session_id, self.owner)
+        except Exception:
+            log.warning(
+                "could not drop the turn claim of session %s; it lapses within %.0f s",
+                session_id,
+                LEASE_SECONDS,
+                exc_info=True,
+            )
 
     def _keep_renewing(self) -> None:
         loop = asyncio.get_running_loop()

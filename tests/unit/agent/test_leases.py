@@ -191,3 +191,20 @@ async def test_closing_drops_the_claims_still_held(thread: SqliteThread) -> None
 def test_process_start_of_a_missing_process_is_unknown() -> None:
     assert _process_start(_exited_pid()) == ""
     assert _process_start(os.getpid())
+
+
+async def test_a_claim_that_cannot_be_dropped_is_left_to_lapse(
+    thread: SqliteThread, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    leases = await _leases_on(thread)
+    assert await leases.acquire("s1") is None
+
+    async def broken(session_id: str, owner: str) -> None:
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(leases._storage, "drop", broken)
+    with caplog.at_level(logging.WARNING, logger="agentic.agent._leases"):
+        await leases.release("s1")  # the turn still ends normally
+    assert "could not drop the turn claim of session s1; it lapses within 60 s" in caplog.text
+    assert leases._held == set()  # no longer renewed
+    assert await leases.acquire("s1") is None  # and this process may claim it again
