@@ -12,7 +12,8 @@ from __future__ import annotations
 import builtins
 import random
 import sqlite3
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Collection, Iterator, Sequence
 from typing import Any, cast
 
 from langgraph.checkpoint.base import (
@@ -83,6 +84,11 @@ _INLINE_CHARS = 256
 _MAX_ENCODED = 256
 """Encoded write values kept for the next checkpoint, at most."""
 
+_KEPT_BYTES = 64 << 20
+"""Encoded size of the decoded values kept for reuse, at most (see ``keep_decoded``)."""
+_KEPT_VALUES = 4096
+"""Decoded values kept for reuse, at most."""
+
 _EMPTY = "empty"
 """Type of a channel that has a version but no value (it was cleared)."""
 
@@ -99,14 +105,29 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
     writes and the values no kept checkpoint refers to: a session keeps what resuming needs
     (finished turns live in the session store), and its storage grows with its history, not
     with the square of its turns.
+
+    ``keep_decoded`` names channels whose values are never changed in place (new values
+    replace them): their values are kept decoded, by version, after they are written or read,
+    so a session's next turn does not decode its whole history again (3.6 ms at 100 turns).
+    Versions are unique (a random part), so a kept value is never another process's.
     """
 
     def __init__(
-        self, thread: SqliteThread, *, serde: SerializerProtocol, prune: bool = True
+        self,
+        thread: SqliteThread,
+        *,
+        serde: SerializerProtocol,
+        prune: bool = True,
+        keep_decoded: Collection[str] = (),
     ) -> None:
         super().__init__(serde=serde)
         self._thread = thread
         self._prune = prune
+        self._keep_decoded = frozenset(keep_decoded)
+        self._kept: OrderedDict[tuple[str, str, str, str], tuple[Any, int]] = OrderedDict()
+        """Decoded values of ``keep_decoded`` channels by (thread, namespace, channel,
+        version), least recently used first, with their encoded sizes."""
+        self._kept_bytes = 0
         self._unpruned: dict[tuple[str, str], int] = {}
         """Checkpoints written per thread since it was last pruned."""
         self._encoded: dict[int, tuple[Any, tuple[str, bytes]]] = {}
@@ -200,6 +221,9 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
             parent = conf.get("checkpoint_id")
             if self._prune and parent and self._prune_due(thread_id, ns, metadata):
                 self._drop_before(conn, thread_id, ns, parent, checkpoint["channel_versions"])
+        for _, _, channel, version, _, blob in rows:
+            if channel in self._keep_decoded and blob is not None:
+                self._keep((thread_id, ns, channel, version), values[channel], len(blob))
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -251,11 +275,31 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
             "WHERE thread_id = ? AND checkpoint_ns = ?",
             (thread_id, ns),
         ).fetchall()
+        dropped = [(thread_id, ns, c, v) for c, v in stored if (c, v) not in kept]
         conn.executemany(
             "DELETE FROM agentic_checkpoint_values "
             "WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?",
-            [(thread_id, ns, c, v) for c, v in stored if (c, v) not in kept],
+            dropped,
         )
+        for key in dropped:
+            self._forget(key)
+
+    # --- decoded values kept for reuse ----------------------------------------------------
+
+    def _keep(self, key: tuple[str, str, str, str], value: Any, size: int) -> None:
+        if size > _KEPT_BYTES // 4:
+            return
+        self._forget(key)
+        self._kept[key] = (value, size)
+        self._kept_bytes += size
+        while self._kept_bytes > _KEPT_BYTES or len(self._kept) > _KEPT_VALUES:
+            _, (_, old) = self._kept.popitem(last=False)
+            self._kept_bytes -= old
+
+    def _forget(self, key: tuple[str, str, str, str]) -> None:
+        kept = self._kept.pop(key, None)
+        if kept is not None:
+            self._kept_bytes -= kept[1]
 
     def _encode(self, values: dict[str, Any], channel: str) -> tuple[str, bytes | None]:
         if channel not in values:
@@ -297,6 +341,8 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         with self._transaction() as conn:
             for table in ("checkpoints", "checkpoint_values", "checkpoint_writes"):
                 conn.execute(f"DELETE FROM agentic_{table} WHERE thread_id = ?", (thread_id,))
+        for key in [k for k in self._kept if k[0] == thread_id]:
+            self._forget(key)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn)
@@ -380,22 +426,34 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         )
 
     def _values(self, thread_id: str, ns: str, versions: dict[str, Any]) -> dict[str, Any]:
-        if not versions:
-            return {}
-        pairs = " OR ".join(["(channel = ? AND version = ?)"] * len(versions))
-        args: list[str] = [thread_id, ns]
+        values: dict[str, Any] = {}
+        missing: dict[str, str] = {}
         for channel, version in versions.items():
-            args += [channel, str(version)]
+            key = (thread_id, ns, channel, str(version))
+            kept = self._kept.get(key)
+            if kept is None:
+                missing[channel] = key[3]
+            else:
+                self._kept.move_to_end(key)
+                values[channel] = kept[0]
+        if not missing:
+            return values
+        pairs = " OR ".join(["(channel = ? AND version = ?)"] * len(missing))
+        args: list[str] = [thread_id, ns]
+        for channel, version in missing.items():
+            args += [channel, version]
         rows = self._conn.execute(
             "SELECT channel, type, value FROM agentic_checkpoint_values "
             f"WHERE thread_id = ? AND checkpoint_ns = ? AND ({pairs})",
             args,
         ).fetchall()
-        return {
-            channel: self.serde.loads_typed((kind, value))
-            for channel, kind, value in rows
-            if kind != _EMPTY
-        }
+        for channel, kind, blob in rows:
+            if kind == _EMPTY:
+                continue
+            values[channel] = value = self.serde.loads_typed((kind, blob))
+            if channel in self._keep_decoded:
+                self._keep((thread_id, ns, channel, missing[channel]), value, len(blob))
+        return values
 
     def _writes(self, thread_id: str, ns: str, checkpoint_id: str) -> builtins.list[PendingWrite]:
         rows = self._conn.execute(

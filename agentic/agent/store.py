@@ -33,6 +33,9 @@ __all__ = ["SessionStore", "state_serializer"]
 _SESSIONS = ("agentic", "sessions")
 _PAGE = 500
 _BUSY_TIMEOUT = 60.0
+_GROWING = ("history", "turn_starts")
+"""Turn-state channels that grow with the session: their values stay decoded between turns
+(state values are replaced, never changed in place)."""
 
 
 def _turns_ns(session_id: str) -> tuple[str, ...]:
@@ -211,7 +214,7 @@ class SessionStore:
         thread = SqliteThread(path, busy_timeout=_BUSY_TIMEOUT)
         self._stack.push_async_callback(thread.aclose)
         await thread.open()
-        saver = SqliteCheckpointer(thread, serde=state_serializer())
+        saver = SqliteCheckpointer(thread, serde=state_serializer(), keep_decoded=_GROWING)
         await saver.asetup()
         store = ThreadedSqliteStore(thread)
         await store.asetup()

@@ -282,13 +282,16 @@ class _CountingSerde:
     def __init__(self) -> None:
         self.inner = state_serializer()
         self.encoded: list[str] = []
+        self.decoded: list[str] = []
 
     def dumps_typed(self, obj: Any) -> tuple[str, bytes]:
         self.encoded.append(type(obj).__name__)
         return self.inner.dumps_typed(obj)
 
     def loads_typed(self, data: tuple[str, bytes]) -> Any:
-        return self.inner.loads_typed(data)
+        value = self.inner.loads_typed(data)
+        self.decoded.append(type(value).__name__)
+        return value
 
 
 async def test_a_step_encodes_the_values_its_task_wrote_once(tmp_path: Path) -> None:
@@ -315,6 +318,76 @@ async def test_a_step_encodes_the_values_its_task_wrote_once(tmp_path: Path) -> 
     serde.encoded.clear()
     await _put(saver, saved, got.checkpoint, {"turn": turn}, 2)
     assert "Turn" in serde.encoded
+    await thread.aclose()
+
+
+async def test_growing_values_stay_decoded_between_turns(tmp_path: Path) -> None:
+    """A kept channel's value written (or read once) comes back as the same object, without
+    decoding; another connection (another process) decodes its own copy."""
+    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await thread.open()
+    serde = _CountingSerde()
+    saver = SqliteCheckpointer(thread, serde=serde, keep_decoded=["history"])
+    await saver.asetup()
+    history = [UserMessage(content="first"), AssistantMessage(content="answer " * 100)]
+    values = {"history": history, "turn": _turn(1)}
+    config, _ = await _put(saver, _config("s"), empty_checkpoint(), values, 0)
+    serde.decoded.clear()
+    got = await saver.aget_tuple(config)
+    assert got is not None
+    assert got.checkpoint["channel_values"]["history"] is history
+    assert got.checkpoint["channel_values"]["turn"] == _turn(1)
+    assert "list" not in serde.decoded  # the turn was decoded, the history was not
+
+    other_thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await other_thread.open()
+    other_serde = _CountingSerde()
+    other = SqliteCheckpointer(other_thread, serde=other_serde, keep_decoded=["history"])
+    first = await other.aget_tuple(config)
+    again = await other.aget_tuple(config)
+    assert first is not None
+    assert again is not None
+    assert first.checkpoint["channel_values"]["history"] == history
+    assert first.checkpoint["channel_values"]["history"] is not history
+    assert (
+        again.checkpoint["channel_values"]["history"]
+        is (first.checkpoint["channel_values"]["history"])
+    )
+    assert other_serde.decoded.count("list") == 1
+    await other_thread.aclose()
+    await thread.aclose()
+
+
+async def test_kept_values_are_forgotten_with_their_rows_and_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
+    await thread.open()
+    saver = SqliteCheckpointer(thread, serde=state_serializer(), keep_decoded=["history"])
+    await saver.asetup()
+    config, cp = await _put(
+        saver, _config("s"), empty_checkpoint(), {"history": [UserMessage(content="a")]}, -1
+    )
+    config, cp = await _put(saver, config, cp, {"history": [UserMessage(content="b")]}, 0)
+    assert len(saver._kept) == 2
+    # a new turn's input checkpoint prunes the first value: its kept copy goes too
+    config, cp = await _put(saver, config, cp, {"turn": _turn(1)}, 1, "input")
+    assert [k[3] for k in saver._kept] == [cp["channel_versions"]["history"]]
+    await saver.adelete_thread("s")
+    assert not saver._kept
+    assert saver._kept_bytes == 0
+
+    monkeypatch.setattr("agentic.agent._checkpoints._KEPT_BYTES", 4000)
+    config, cp = await _put(
+        saver, _config("t"), empty_checkpoint(), {"history": [UserMessage(content="x" * 2000)]}, 0
+    )
+    assert not saver._kept  # larger than a quarter of the bound: not kept
+    for i in range(5):
+        config, cp = await _put(saver, config, cp, {"history": [UserMessage(content=f"{i}")]}, i)
+    assert 0 < saver._kept_bytes <= 4000
+    got = await saver.aget_tuple(config)
+    assert got is not None
+    assert got.checkpoint["channel_values"]["history"] == [UserMessage(content="4")]
     await thread.aclose()
 
 
