@@ -281,8 +281,8 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
             "WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?",
             dropped,
         )
-        for key in dropped:
-            self._forget(key)
+        for value_key in dropped:
+            self._forget(value_key)
 
     # --- decoded values kept for reuse ----------------------------------------------------
 
