@@ -7,8 +7,6 @@ import logging
 import os
 import subprocess
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -22,14 +20,6 @@ from agentic.agent._leases import (
     _process_start,
 )
 from agentic.agent._sqlite import SqliteThread
-
-
-@pytest.fixture
-async def thread(tmp_path: Path) -> AsyncIterator[SqliteThread]:
-    t = SqliteThread(tmp_path / "s.sqlite", busy_timeout=1.0)
-    await t.open()
-    yield t
-    await t.aclose()
 
 
 async def _leases_on(thread: SqliteThread, clock: float = 0.0) -> SessionLeases:

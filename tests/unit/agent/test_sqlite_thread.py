@@ -7,21 +7,12 @@ import asyncio
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from agentic.agent._sqlite import SqliteThread, ThreadedSqliteStore
 from agentic.errors import ConfigError
-
-
-@pytest.fixture
-async def thread(tmp_path: Path) -> AsyncIterator[SqliteThread]:
-    t = SqliteThread(tmp_path / "s.sqlite", busy_timeout=1.0)
-    await t.open()
-    yield t
-    await t.aclose()
 
 
 async def test_the_store_runs_its_batches_on_the_thread(thread: SqliteThread) -> None:
