@@ -14,6 +14,7 @@ import random
 import sqlite3
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Collection, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from langgraph.checkpoint.base import (
@@ -89,6 +90,12 @@ _KEPT_BYTES = 64 << 20
 _KEPT_VALUES = 4096
 """Decoded values kept for reuse, at most."""
 
+_TAIL = "agentic_tail:"
+"""Type prefix of a growing list stored as its new tail: ``agentic_tail:<base version>:<type>``
+(the base is the same channel's value at that version)."""
+_MAX_TAILS = 32
+"""Tails after a full value, at most: reading a value joins at most this many rows."""
+
 _EMPTY = "empty"
 """Type of a channel that has a version but no value (it was cleared)."""
 
@@ -109,7 +116,11 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
     ``keep_decoded`` names channels whose values are never changed in place (new values
     replace them): their values are kept decoded, by version, after they are written or read,
     so a session's next turn does not decode its whole history again (3.6 ms at 100 turns).
-    Versions are unique (a random part), so a kept value is never another process's.
+    Versions are unique (a random part), so a kept value is never another process's. A list
+    value of such a channel that starts with the very objects of the channel's last kept
+    value (a history a turn appended to) is stored as its new tail, referring to that value's
+    row: a turn writes what it added, not the whole history again. Every 33rd value of a
+    channel is stored whole, so a read joins at most 33 rows.
     """
 
     def __init__(
@@ -124,13 +135,15 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         self._thread = thread
         self._prune = prune
         self._keep_decoded = frozenset(keep_decoded)
-        self._kept: OrderedDict[tuple[str, str, str, str], tuple[Any, int]] = OrderedDict()
+        self._kept: OrderedDict[tuple[str, str, str, str], _Kept] = OrderedDict()
         """Decoded values of ``keep_decoded`` channels by (thread, namespace, channel,
-        version), least recently used first, with their encoded sizes."""
+        version), least recently used first."""
         self._kept_bytes = 0
+        self._latest: dict[tuple[str, str, str], str] = {}
+        """The last version kept of each (thread, namespace, channel): a new value's base."""
         self._unpruned: dict[tuple[str, str], int] = {}
         """Checkpoints written per thread since it was last pruned."""
-        self._encoded: dict[int, tuple[Any, tuple[str, bytes]]] = {}
+        self._encoded: dict[int, tuple[Any, _Encoded]] = {}
         """Values ``put_writes`` encoded since the last ``put``, by identity (with the value,
         so the id stays its own): a step's checkpoint stores the values its task just wrote,
         and encodes each of them once."""
@@ -193,11 +206,24 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         thread_id, ns = str(conf["thread_id"]), str(conf.get("checkpoint_ns", ""))
         values = checkpoint["channel_values"]
         inline = {channel: v for channel, v in values.items() if _inlined(v)}
-        rows = [
-            (thread_id, ns, channel, str(version), *self._encode(values, channel))
-            for channel, version in new_versions.items()
-            if channel not in inline
-        ]
+        rows: list[tuple[str, str, str, str, str, bytes | None]] = []
+        keep: list[tuple[tuple[str, str, str, str], Any, _Encoded]] = []
+        for channel, version in new_versions.items():
+            if channel in inline:
+                continue
+            if channel not in values:
+                rows.append((thread_id, ns, channel, str(version), _EMPTY, None))
+                continue
+            value = values[channel]
+            known = self._encoded.get(id(value))
+            encoded = (
+                known[1]
+                if known is not None and known[0] is value
+                else self._encode(thread_id, ns, channel, value)
+            )
+            rows.append((thread_id, ns, channel, str(version), encoded.kind, encoded.blob))
+            if channel in self._keep_decoded:
+                keep.append(((thread_id, ns, channel, str(version)), value, encoded))
         self._encoded.clear()
         head: dict[str, Any] = {k: v for k, v in checkpoint.items() if k != "channel_values"}
         if inline:
@@ -221,9 +247,8 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
             parent = conf.get("checkpoint_id")
             if self._prune and parent and self._prune_due(thread_id, ns, metadata):
                 self._drop_before(conn, thread_id, ns, parent, checkpoint["channel_versions"])
-        for _, _, channel, version, _, blob in rows:
-            if channel in self._keep_decoded and blob is not None:
-                self._keep((thread_id, ns, channel, version), values[channel], len(blob))
+        for key, value, encoded in keep:  # once committed
+            self._keep(key, _Kept(value, encoded.size, encoded.depth))
         return {
             "configurable": {
                 "thread_id": thread_id,
@@ -271,11 +296,26 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
             parent_versions = self.serde.loads_typed(row).get("channel_versions", {})
             kept |= {(c, str(v)) for c, v in parent_versions.items()}
         stored = conn.execute(
-            "SELECT channel, version FROM agentic_checkpoint_values "
+            "SELECT channel, version, type FROM agentic_checkpoint_values "
             "WHERE thread_id = ? AND checkpoint_ns = ?",
             (thread_id, ns),
         ).fetchall()
-        dropped = [(thread_id, ns, c, v) for c, v in stored if (c, v) not in kept]
+        # a kept value (or pending write) stored as a tail keeps the values it extends
+        base_of = {(c, v): _tail_base(kind) for c, v, kind in stored if kind.startswith(_TAIL)}
+        writes = conn.execute(
+            "SELECT channel, type FROM agentic_checkpoint_writes "
+            "WHERE thread_id = ? AND checkpoint_ns = ? AND type LIKE 'agentic_tail:%'",
+            (thread_id, ns),
+        ).fetchall()
+        kept |= {(c, _tail_base(kind)) for c, kind in writes}
+        todo = list(kept)
+        while todo:
+            channel, version = todo.pop()
+            base = base_of.get((channel, version))
+            if base is not None and (channel, base) not in kept:
+                kept.add((channel, base))
+                todo.append((channel, base))
+        dropped = [(thread_id, ns, c, v) for c, v, _ in stored if (c, v) not in kept]
         conn.executemany(
             "DELETE FROM agentic_checkpoint_values "
             "WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?",
@@ -286,29 +326,88 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
 
     # --- decoded values kept for reuse ----------------------------------------------------
 
-    def _keep(self, key: tuple[str, str, str, str], value: Any, size: int) -> None:
-        if size > _KEPT_BYTES // 4:
+    def _keep(self, key: tuple[str, str, str, str], kept: _Kept) -> None:
+        if kept.size > _KEPT_BYTES // 4:
             return
         self._forget(key)
-        self._kept[key] = (value, size)
-        self._kept_bytes += size
+        self._kept[key] = kept
+        self._kept_bytes += kept.size
         while self._kept_bytes > _KEPT_BYTES or len(self._kept) > _KEPT_VALUES:
-            _, (_, old) = self._kept.popitem(last=False)
-            self._kept_bytes -= old
+            _, old = self._kept.popitem(last=False)
+            self._kept_bytes -= old.size
+        channel_key = key[:3]
+        if channel_key not in self._latest and len(self._latest) >= _MAX_TRACKED:
+            self._latest.clear()  # bounded: forgetting only costs a whole write
+        self._latest[channel_key] = key[3]
 
     def _forget(self, key: tuple[str, str, str, str]) -> None:
         kept = self._kept.pop(key, None)
         if kept is not None:
-            self._kept_bytes -= kept[1]
+            self._kept_bytes -= kept.size
 
-    def _encode(self, values: dict[str, Any], channel: str) -> tuple[str, bytes | None]:
-        if channel not in values:
-            return _EMPTY, None
-        value = values[channel]
-        known = self._encoded.get(id(value))
-        if known is not None and known[0] is value:
-            return known[1]
-        return self.serde.dumps_typed(value)
+    def _encode(self, thread_id: str, ns: str, channel: str, value: Any) -> _Encoded:
+        """A value's row: a growing list that extends its channel's latest kept value is
+        stored as its new tail."""
+        if channel in self._keep_decoded and isinstance(value, list):
+            tail = self._tail(thread_id, ns, channel, value)
+            if tail is not None:
+                return tail
+        kind, blob = self.serde.dumps_typed(value)
+        return _Encoded(kind, blob, len(blob), 0)
+
+    def _tail(self, thread_id: str, ns: str, channel: str, value: list[Any]) -> _Encoded | None:
+        base_version = self._latest.get((thread_id, ns, channel))
+        if base_version is None:
+            return None
+        base = self._kept.get((thread_id, ns, channel, base_version))
+        if base is None or base.depth >= _MAX_TAILS or not isinstance(base.value, list):
+            return None
+        old = base.value
+        if len(old) > len(value) or any(a is not b for a, b in zip(old, value, strict=False)):
+            return None
+        stored = self._conn.execute(
+            "SELECT 1 FROM agentic_checkpoint_values "
+            "WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?",
+            (thread_id, ns, channel, base_version),
+        ).fetchone()
+        if stored is None:  # pruned (or deleted) since it was kept
+            self._forget((thread_id, ns, channel, base_version))
+            return None
+        kind, blob = self.serde.dumps_typed(value[len(old) :])
+        return _Encoded(
+            f"{_TAIL}{base_version}:{kind}", blob, base.size + len(blob), base.depth + 1
+        )
+
+    def _decoded(self, thread_id: str, ns: str, channel: str, kind: str, blob: bytes) -> _Kept:
+        """A stored row's value; a tail joined to the value it extends."""
+        if not kind.startswith(_TAIL):
+            return _Kept(self.serde.loads_typed((kind, blob)), len(blob), 0)
+        base_version, inner = kind[len(_TAIL) :].split(":", 1)
+        base = self._value_at(thread_id, ns, channel, base_version)
+        tail = self.serde.loads_typed((inner, blob))
+        return _Kept([*base.value, *tail], base.size + len(blob), base.depth + 1)
+
+    def _value_at(self, thread_id: str, ns: str, channel: str, version: str) -> _Kept:
+        key = (thread_id, ns, channel, version)
+        kept = self._kept.get(key)
+        if kept is not None:
+            self._kept.move_to_end(key)
+            return kept
+        row = self._conn.execute(
+            "SELECT type, value FROM agentic_checkpoint_values "
+            "WHERE thread_id = ? AND checkpoint_ns = ? AND channel = ? AND version = ?",
+            key,
+        ).fetchone()
+        if row is None:
+            raise RuntimeError(
+                f"the session database lacks value {version} of {channel!r} (thread "
+                f"{thread_id!r}), which a newer value extends: the file was changed outside "
+                "agentic"
+            )
+        found = self._decoded(thread_id, ns, channel, row[0], row[1])
+        if channel in self._keep_decoded:
+            self._keep(key, found)
+        return found
 
     def put_writes(
         self,
@@ -327,10 +426,10 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         for idx, (channel, value) in enumerate(writes):
             special = WRITES_IDX_MAP.get(channel)
             row = (*key, task_id, idx if special is None else special, task_path, channel)
-            encoded = self.serde.dumps_typed(value)
+            encoded = self._encode(key[0], key[1], channel, value)
             if value is not None and special is None:
                 self._encoded[id(value)] = (value, encoded)
-            (keep if special is None else replace).append((*row, *encoded))
+            (keep if special is None else replace).append((*row, encoded.kind, encoded.blob))
         sql = "INTO agentic_checkpoint_writes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         with self._transaction() as conn:
             conn.executemany("INSERT OR REPLACE " + sql, replace)
@@ -343,6 +442,8 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
                 conn.execute(f"DELETE FROM agentic_{table} WHERE thread_id = ?", (thread_id,))
         for key in [k for k in self._kept if k[0] == thread_id]:
             self._forget(key)
+        for channel_key in [k for k in self._latest if k[0] == thread_id]:
+            del self._latest[channel_key]
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn)
@@ -435,7 +536,7 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
                 missing[channel] = key[3]
             else:
                 self._kept.move_to_end(key)
-                values[channel] = kept[0]
+                values[channel] = kept.value
         if not missing:
             return values
         pairs = " OR ".join(["(channel = ? AND version = ?)"] * len(missing))
@@ -450,9 +551,10 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         for channel, kind, blob in rows:
             if kind == _EMPTY:
                 continue
-            values[channel] = value = self.serde.loads_typed((kind, blob))
+            found = self._decoded(thread_id, ns, channel, kind, blob)
+            values[channel] = found.value
             if channel in self._keep_decoded:
-                self._keep((thread_id, ns, channel, missing[channel]), value, len(blob))
+                self._keep((thread_id, ns, channel, missing[channel]), found)
         return values
 
     def _writes(self, thread_id: str, ns: str, checkpoint_id: str) -> builtins.list[PendingWrite]:
@@ -464,7 +566,8 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         ).fetchall()
         rows.sort(key=lambda r: writes_sort_key(r[2], r[0], r[1]))
         return [
-            (task_id, ch, self.serde.loads_typed((kind, v))) for task_id, _, _, ch, kind, v in rows
+            (task_id, ch, self._decoded(thread_id, ns, ch, kind, v).value)
+            for task_id, _, _, ch, kind, v in rows
         ]
 
     # --- async API: on the event loop while the connection is free (SqliteThread.call) ----
@@ -511,6 +614,30 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
         """``<counter, 32 digits>.<random>``: ordered, and unique across forked histories."""
         count = 0 if current is None else int(str(current).split(".", 1)[0])
         return f"{count + 1:032}.{random.random():016}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Encoded:
+    """A value's stored form (``kind``, ``blob``), the encoded size of the whole value, and
+    how many tails it is past a whole one (0: it is whole)."""
+
+    kind: str
+    blob: bytes
+    size: int
+    depth: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    """A decoded value kept for reuse, with its ``size`` and ``depth`` as in :class:`_Encoded`."""
+
+    value: Any
+    size: int
+    depth: int
+
+
+def _tail_base(kind: str) -> str:
+    return kind[len(_TAIL) :].split(":", 1)[0]
 
 
 def _inlined(value: Any) -> bool:

@@ -109,6 +109,30 @@ async def test_a_long_sqlite_session_keeps_only_what_resuming_needs(tmp_path: Pa
     assert checkpoints <= 4  # the last turn's input, step and end, and the one before
 
 
+async def test_a_long_sqlite_session_writes_each_turn_not_its_whole_history(
+    tmp_path: Path,
+) -> None:
+    """40 turns (past the whole value every 33rd turn stores), then a restart: the history
+    is read back whole from its rows, and turns stored only what they added."""
+    with VLLMTestServer(lambda rec: Reply(text=f"Answer {len(prompts(server))}.")) as server:
+        async with agent_on(server, tmp_path, persistence=SQLITE) as agent:
+            session = await agent.create_session()
+            for i in range(40):
+                await session.run(f"Question {i}")
+        async with agent_on(server, tmp_path, persistence=SQLITE) as agent:  # a new process
+            turn = await (await agent.get_session(session.id)).run("Question 40")
+    assert turn.index == 40
+    prompt = prompts(server)[-1]
+    assert all(f"Question {i}<|eot_id|>" in prompt for i in range(41))
+    with sqlite3.connect(tmp_path / "sessions.sqlite") as conn:
+        rows = conn.execute(
+            "SELECT type LIKE 'agentic_tail:%', max(length(value)) "
+            "FROM agentic_checkpoint_values WHERE channel = 'history' GROUP BY 1"
+        ).fetchall()
+    sizes = dict(rows)
+    assert sizes[1] * 20 < sizes[0]  # a turn's tail against the whole history
+
+
 async def test_a_long_memory_session_keeps_only_what_resuming_needs(tmp_path: Path) -> None:
     script = [f"Answer {i}.<|eot_id|>" for i in range(6)]
     with VLLMTestServer(script) as server:

@@ -612,3 +612,132 @@ def test_two_models_with_one_name_are_refused() -> None:
 
     with pytest.raises(ValueError, match="share a class name"):
         StateSerializer([Turn, _rich_turn().__class__], JsonPlusSerializer())
+
+
+async def _kept_saver(path: Path) -> tuple[SqliteThread, SqliteCheckpointer]:
+    thread = SqliteThread(path, busy_timeout=1.0)
+    await thread.open()
+    saver = SqliteCheckpointer(thread, serde=state_serializer(), keep_decoded=["history"])
+    await saver.asetup()
+    return thread, saver
+
+
+def _history_rows(path: Path, thread_id: str = "s") -> list[tuple[str, int]]:
+    with sqlite3.connect(path) as conn:
+        return list(
+            conn.execute(
+                "SELECT type, length(value) FROM agentic_checkpoint_values "
+                "WHERE thread_id = ? AND channel = 'history' ORDER BY version",
+                (thread_id,),
+            )
+        )
+
+
+async def _turns(
+    saver: SqliteCheckpointer, n: int, config: Any, cp: Checkpoint, history: list[Any]
+) -> tuple[Any, Checkpoint, list[Any]]:
+    """``n`` turns as the graph writes them: an input checkpoint, then the last step's write
+    of the history extended by the turn's messages, then its checkpoint."""
+    for _ in range(n):
+        config, cp = await _put(saver, config, cp, {"turn": _turn(len(history))}, 0, "input")
+        history = [*history, UserMessage(content=f"q{len(history)}"), AssistantMessage(content="a")]
+        await saver.aput_writes(config, [("history", history)], f"task-{len(history)}")
+        config, cp = await _put(saver, config, cp, {"history": history}, 1)
+    return config, cp, history
+
+
+async def test_a_growing_history_is_stored_as_its_new_tails(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    thread, saver = await _kept_saver(path)
+    config, cp, history = await _turns(saver, 3, _config("s"), empty_checkpoint(), [])
+    rows = _history_rows(path)
+    assert [kind.startswith("agentic_tail:") for kind, _ in rows] == [False, True, True]
+    whole = rows[0][1]
+    assert all(size <= whole + 10 for _, size in rows[1:])  # a turn's two messages each
+    # another connection (a restarted process) joins the rows
+    other_thread, other = await _kept_saver(path)
+    got = await other.aget_tuple(_config("s"))
+    assert got is not None
+    assert got.checkpoint["channel_values"]["history"] == history
+    # and extends what it read (the graph's state holds the value read) with tails of its own
+    read = got.checkpoint["channel_values"]["history"]
+    config, cp, history = await _turns(other, 1, got.config, got.checkpoint, read)
+    assert _history_rows(path)[-1][0].startswith("agentic_tail:")
+    again = await saver.aget_tuple(_config("s"))
+    assert again is not None
+    assert again.checkpoint["channel_values"]["history"] == history
+    await other_thread.aclose()
+    await thread.aclose()
+
+
+async def test_every_33rd_history_is_whole_and_pruning_keeps_what_the_tails_extend(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "c.sqlite"
+    thread, saver = await _kept_saver(path)
+    config, cp, history = await _turns(saver, 40, _config("s"), empty_checkpoint(), [])
+    rows = _history_rows(path)
+    # pruned to the chain the latest value needs: its whole value and the tails after it
+    assert [kind.startswith("agentic_tail:") for kind, _ in rows] == [False] + [True] * 6
+    other_thread, other = await _kept_saver(path)
+    got = await other.aget_tuple(_config("s"))
+    assert got is not None
+    assert got.checkpoint["channel_values"]["history"] == history
+    assert len(history) == 80
+    await other_thread.aclose()
+    await thread.aclose()
+
+
+async def test_pending_writes_stored_as_tails_read_whole(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    thread, saver = await _kept_saver(path)
+    config, cp, history = await _turns(saver, 2, _config("s"), empty_checkpoint(), [])
+    longer = [*history, UserMessage(content="crashed before its checkpoint")]
+    await saver.aput_writes(config, [("history", longer)], "task-x")
+    other_thread, other = await _kept_saver(path)
+    got = await other.aget_tuple(config)
+    assert got is not None
+    assert [(w[1], w[2]) for w in got.pending_writes or []][-1] == ("history", longer)
+    # a new turn prunes: the pending write's base stays readable
+    await _put(saver, config, cp, {"turn": _turn(9)}, 2, "input")
+    third_thread, third = await _kept_saver(path)
+    parent = await third.aget_tuple(config)
+    assert parent is not None
+    assert [(w[1], w[2]) for w in parent.pending_writes or []][-1] == ("history", longer)
+    for t in (third_thread, other_thread, thread):
+        await t.aclose()
+
+
+async def test_a_history_not_extending_the_last_one_is_stored_whole(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    thread, saver = await _kept_saver(path)
+    config, cp, history = await _turns(saver, 2, _config("s"), empty_checkpoint(), [])
+    rewritten = [UserMessage(content="q0"), *history[1:]]  # equal, but not the same objects
+    config, cp = await _put(saver, config, cp, {"history": rewritten}, 3)
+    assert not _history_rows(path)[-1][0].startswith("agentic_tail:")
+    # a base removed behind the checkpointer's back is noticed before a tail refers to it
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "DELETE FROM agentic_checkpoint_values WHERE channel = 'history' AND version = ?",
+            (cp["channel_versions"]["history"],),
+        )
+    longer = [*rewritten, AssistantMessage(content="more")]
+    config, cp = await _put(saver, config, cp, {"history": longer}, 4)
+    assert not _history_rows(path)[-1][0].startswith("agentic_tail:")
+    await thread.aclose()
+
+
+async def test_a_tail_whose_base_is_gone_is_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.sqlite"
+    thread, saver = await _kept_saver(path)
+    await _turns(saver, 2, _config("s"), empty_checkpoint(), [])
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "DELETE FROM agentic_checkpoint_values WHERE channel = 'history' "
+            "AND type NOT LIKE 'agentic_tail:%'"
+        )
+    other_thread, other = await _kept_saver(path)
+    with pytest.raises(RuntimeError, match="lacks value .* of 'history'.*changed outside"):
+        await other.aget_tuple(_config("s"))
+    await other_thread.aclose()
+    await thread.aclose()
