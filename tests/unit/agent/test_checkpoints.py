@@ -649,7 +649,7 @@ async def _turns(
 async def test_a_growing_history_is_stored_as_its_new_tails(tmp_path: Path) -> None:
     path = tmp_path / "c.sqlite"
     thread, saver = await _kept_saver(path)
-    config, cp, history = await _turns(saver, 3, _config("s"), empty_checkpoint(), [])
+    _, _, history = await _turns(saver, 3, _config("s"), empty_checkpoint(), [])
     rows = _history_rows(path)
     assert [kind.startswith("agentic_tail:") for kind, _ in rows] == [False, True, True]
     whole = rows[0][1]
@@ -661,7 +661,7 @@ async def test_a_growing_history_is_stored_as_its_new_tails(tmp_path: Path) -> N
     assert got.checkpoint["channel_values"]["history"] == history
     # and extends what it read (the graph's state holds the value read) with tails of its own
     read = got.checkpoint["channel_values"]["history"]
-    config, cp, history = await _turns(other, 1, got.config, got.checkpoint, read)
+    _, _, history = await _turns(other, 1, got.config, got.checkpoint, read)
     assert _history_rows(path)[-1][0].startswith("agentic_tail:")
     again = await saver.aget_tuple(_config("s"))
     assert again is not None
@@ -675,7 +675,7 @@ async def test_every_33rd_history_is_whole_and_pruning_keeps_what_the_tails_exte
 ) -> None:
     path = tmp_path / "c.sqlite"
     thread, saver = await _kept_saver(path)
-    config, cp, history = await _turns(saver, 40, _config("s"), empty_checkpoint(), [])
+    _, _, history = await _turns(saver, 40, _config("s"), empty_checkpoint(), [])
     rows = _history_rows(path)
     # pruned to the chain the latest value needs: its whole value and the tails after it
     assert [kind.startswith("agentic_tail:") for kind, _ in rows] == [False] + [True] * 6
@@ -737,7 +737,7 @@ async def test_a_tail_whose_base_is_gone_is_a_clear_error(tmp_path: Path) -> Non
             "AND type NOT LIKE 'agentic_tail:%'"
         )
     other_thread, other = await _kept_saver(path)
-    with pytest.raises(RuntimeError, match="lacks value .* of 'history'.*changed outside"):
+    with pytest.raises(RuntimeError, match=r"lacks value .* of 'history'.*changed outside"):
         await other.aget_tuple(_config("s"))
     await other_thread.aclose()
     await thread.aclose()
