@@ -4,7 +4,9 @@ LangGraph's ``SqliteSaver`` writes every checkpoint as one blob holding every ch
 so each step of a turn re-encodes the session's whole history: at 100 turns a step cost about
 13 ms more than at the first. Here, as in LangGraph's in-memory and Postgres savers, a
 checkpoint row keeps the channel versions and a value is written only in the step that changed
-it. All calls run on the :class:`~agentic.agent._sqlite.SqliteThread` that owns the connection.
+it; a history a turn appended to is written as the messages it added (see
+:class:`SqliteCheckpointer`). All calls run on the :class:`~agentic.agent._sqlite.SqliteThread`
+that owns the connection.
 """
 
 from __future__ import annotations
