@@ -338,8 +338,11 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
             _, old = self._kept.popitem(last=False)
             self._kept_bytes -= old.size
         channel_key = key[:3]
-        if channel_key not in self._latest and len(self._latest) >= _MAX_TRACKED:
+        previous = self._latest.get(channel_key)
+        if previous is None and len(self._latest) >= _MAX_TRACKED:
             self._latest.clear()  # bounded: forgetting only costs a whole write
+        elif previous is not None and previous != key[3]:
+            self._forget((*channel_key, previous))  # one value per channel: the last one
         self._latest[channel_key] = key[3]
 
     def _forget(self, key: tuple[str, str, str, str]) -> None:
@@ -376,9 +379,7 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
             self._forget((thread_id, ns, channel, base_version))
             return None
         kind, blob = self.serde.dumps_typed(value[len(old) :])
-        return _Encoded(
-            f"{_TAIL}{base_version}:{kind}", blob, base.size + len(blob), base.depth + 1
-        )
+        return _Encoded(f"{_TAIL}{base_version}:{kind}", blob, _cost(blob, value), base.depth + 1)
 
     def _decoded(self, thread_id: str, ns: str, channel: str, kind: str, blob: bytes) -> _Kept:
         """A stored row's value; a tail joined to the value it extends."""
@@ -386,8 +387,8 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
             return _Kept(self.serde.loads_typed((kind, blob)), len(blob), 0)
         base_version, inner = kind[len(_TAIL) :].split(":", 1)
         base = self._value_at(thread_id, ns, channel, base_version)
-        tail = self.serde.loads_typed((inner, blob))
-        return _Kept([*base.value, *tail], base.size + len(blob), base.depth + 1)
+        joined = [*base.value, *self.serde.loads_typed((inner, blob))]
+        return _Kept(joined, _cost(blob, joined), base.depth + 1)
 
     def _value_at(self, thread_id: str, ns: str, channel: str, version: str) -> _Kept:
         key = (thread_id, ns, channel, version)
@@ -620,8 +621,8 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
 
 @dataclass(frozen=True, slots=True)
 class _Encoded:
-    """A value's stored form (``kind``, ``blob``), the encoded size of the whole value, and
-    how many tails it is past a whole one (0: it is whole)."""
+    """A value's stored form (``kind``, ``blob``), what keeping it decoded costs (``size``,
+    in bytes: see :func:`_cost`), and how many tails it is past a whole one (0: whole)."""
 
     kind: str
     blob: bytes
@@ -636,6 +637,12 @@ class _Kept:
     value: Any
     size: int
     depth: int
+
+
+def _cost(tail: bytes, joined: list[Any]) -> int:
+    """What a value joined from a tail adds to the kept values: its new items (about their
+    encoded size) and the list of references; the older items are its base's."""
+    return len(tail) + 8 * len(joined)
 
 
 def _tail_base(kind: str) -> str:

@@ -369,25 +369,28 @@ async def test_kept_values_are_forgotten_with_their_rows_and_bounded(
         saver, _config("s"), empty_checkpoint(), {"history": [UserMessage(content="a")]}, -1
     )
     config, cp = await _put(saver, config, cp, {"history": [UserMessage(content="b")]}, 0)
-    assert len(saver._kept) == 2
-    # a new turn's input checkpoint prunes the first value: its kept copy goes too
+    latest = cp["channel_versions"]["history"]
+    assert [k[3] for k in saver._kept] == [latest]  # a channel's last value only
+    # a new turn's input checkpoint prunes the first value; the last one stays kept
     config, cp = await _put(saver, config, cp, {"turn": _turn(1)}, 1, "input")
-    assert [k[3] for k in saver._kept] == [cp["channel_versions"]["history"]]
+    assert [k[3] for k in saver._kept] == [latest]
     await saver.adelete_thread("s")
     assert not saver._kept
     assert saver._kept_bytes == 0
 
     monkeypatch.setattr("agentic.agent._checkpoints._KEPT_BYTES", 4000)
-    config, cp = await _put(
-        saver, _config("t"), empty_checkpoint(), {"history": [UserMessage(content="x" * 2000)]}, 0
+    await _put(
+        saver, _config("big"), empty_checkpoint(), {"history": [UserMessage(content="x" * 2000)]}, 0
     )
     assert not saver._kept  # larger than a quarter of the bound: not kept
-    for i in range(5):
-        config, cp = await _put(saver, config, cp, {"history": [UserMessage(content=f"{i}")]}, i)
+    for i in range(8):
+        history = [UserMessage(content=f"{i}" * 500)]
+        await _put(saver, _config(f"t{i}"), empty_checkpoint(), {"history": history}, 0)
     assert 0 < saver._kept_bytes <= 4000
-    got = await saver.aget_tuple(config)
+    assert ("t0", "", "history") not in {k[:3] for k in saver._kept}  # the oldest went first
+    got = await saver.aget_tuple(_config("t0"))
     assert got is not None
-    assert got.checkpoint["channel_values"]["history"] == [UserMessage(content="4")]
+    assert got.checkpoint["channel_values"]["history"] == [UserMessage(content="0" * 500)]
     await thread.aclose()
 
 
