@@ -321,14 +321,20 @@ async def test_a_step_encodes_the_values_its_task_wrote_once(tmp_path: Path) -> 
     await thread.aclose()
 
 
+async def _kept_saver(path: Path, serde: Any = None) -> tuple[SqliteThread, SqliteCheckpointer]:
+    """A checkpointer on ``path`` keeping the history decoded (and stored as tails)."""
+    thread = SqliteThread(path, busy_timeout=1.0)
+    await thread.open()
+    saver = SqliteCheckpointer(thread, serde=serde or state_serializer(), keep_decoded=["history"])
+    await saver.asetup()
+    return thread, saver
+
+
 async def test_growing_values_stay_decoded_between_turns(tmp_path: Path) -> None:
     """A kept channel's value written (or read once) comes back as the same object, without
     decoding; another connection (another process) decodes its own copy."""
-    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
-    await thread.open()
     serde = _CountingSerde()
-    saver = SqliteCheckpointer(thread, serde=serde, keep_decoded=["history"])
-    await saver.asetup()
+    thread, saver = await _kept_saver(tmp_path / "c.sqlite", serde)
     history = [UserMessage(content="first"), AssistantMessage(content="answer " * 100)]
     values = {"history": history, "turn": _turn(1)}
     config, _ = await _put(saver, _config("s"), empty_checkpoint(), values, 0)
@@ -339,10 +345,8 @@ async def test_growing_values_stay_decoded_between_turns(tmp_path: Path) -> None
     assert got.checkpoint["channel_values"]["turn"] == _turn(1)
     assert "list" not in serde.decoded  # the turn was decoded, the history was not
 
-    other_thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
-    await other_thread.open()
     other_serde = _CountingSerde()
-    other = SqliteCheckpointer(other_thread, serde=other_serde, keep_decoded=["history"])
+    other_thread, other = await _kept_saver(tmp_path / "c.sqlite", other_serde)
     first = await other.aget_tuple(config)
     again = await other.aget_tuple(config)
     assert first is not None
@@ -361,10 +365,7 @@ async def test_growing_values_stay_decoded_between_turns(tmp_path: Path) -> None
 async def test_kept_values_are_forgotten_with_their_rows_and_bounded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    thread = SqliteThread(tmp_path / "c.sqlite", busy_timeout=1.0)
-    await thread.open()
-    saver = SqliteCheckpointer(thread, serde=state_serializer(), keep_decoded=["history"])
-    await saver.asetup()
+    thread, saver = await _kept_saver(tmp_path / "c.sqlite")
     config, cp = await _put(
         saver, _config("s"), empty_checkpoint(), {"history": [UserMessage(content="a")]}, -1
     )
@@ -615,14 +616,6 @@ def test_two_models_with_one_name_are_refused() -> None:
 
     with pytest.raises(ValueError, match="share a class name"):
         StateSerializer([Turn, _rich_turn().__class__], JsonPlusSerializer())
-
-
-async def _kept_saver(path: Path) -> tuple[SqliteThread, SqliteCheckpointer]:
-    thread = SqliteThread(path, busy_timeout=1.0)
-    await thread.open()
-    saver = SqliteCheckpointer(thread, serde=state_serializer(), keep_decoded=["history"])
-    await saver.asetup()
-    return thread, saver
 
 
 def _history_rows(path: Path, thread_id: str = "s") -> list[tuple[str, int]]:
