@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping, Sequence
+from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
 from typing import Any, cast
@@ -113,7 +114,8 @@ class Agent:
         self.documents = DocumentBanks(self.settings, self.core.retrievers)
         self._graph: Graph | None = None
         self._open_lock = asyncio.Lock()
-        self._running: set[str] = set()
+        self._running: dict[str, asyncio.Task[Any] | None] = {}
+        """Sessions running a turn (or being deleted) here, with the task that runs it."""
 
     def __repr__(self) -> str:
         return f"Agent({self.config.name!r}, model={self.config.model!r})"
@@ -121,6 +123,14 @@ class Agent:
     @property
     def name(self) -> str:
         return self.config.name
+
+    async def _stop_turns(self, grace: float) -> None:
+        current = asyncio.current_task()
+        tasks = {t for t in self._running.values() if t is not None and t is not current}
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
 
     async def __aenter__(self) -> Agent:
         await self._ensure_open()
@@ -134,8 +144,14 @@ class Agent:
     ) -> None:
         await self.aclose()
 
-    async def aclose(self) -> None:
-        """Close the session store, the tools the agent built, and its own backend."""
+    async def aclose(self, *, grace: float = 10.0) -> None:
+        """Close the session store, the tools the agent built, and its own backend.
+
+        Turns still running are cancelled first (each stops like a stopped process: its
+        finished steps stay saved, and a persistent session resumes it later); this waits up
+        to ``grace`` seconds for them to end.
+        """
+        await self._stop_turns(grace)
         await self.sessions.aclose()
         self._graph = None
         for tool in self.core.owned_tools:
@@ -240,8 +256,18 @@ class TurnStream:
         return event
 
     async def aclose(self) -> None:
-        """Stop early; finished steps stay saved."""
+        """Stop early: the run ends before this returns (a turn stopped before its
+        ``turn_complete`` is left unfinished, its finished steps saved: resume it with
+        :meth:`Session.resume`). A ``break`` out of ``async for`` alone leaves the run
+        suspended (and the session busy) until the stream is closed or garbage collected;
+        ``async with session.turn(...) as stream`` closes it for you."""
         await self._events.aclose()
+
+    async def __aenter__(self) -> TurnStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
 
     async def _drain(self) -> Turn:
         async for _ in self:
@@ -319,6 +345,7 @@ class Session:
         self, user: UserMessage, docs: list[Document]
     ) -> AsyncGenerator[Event, None]:
         graph = await self.agent._ensure_open()
+        last_event: TurnComplete | TurnAwaitingInput | None = None
         async with self._exclusive():
             last = await self._last_turn(graph)
             if last is not None and last.status is not TurnStatus.completed:
@@ -340,15 +367,26 @@ class Session:
                 "reformat": False,
             }
             yield TurnStart(session_id=self.id, turn_id=turn.turn_id)
-            async for event in self._stream(graph, graph_input, turn):
-                yield event
+            async with aclosing(self._stream(graph, graph_input, turn)) as events:
+                async for event in events:
+                    if isinstance(event, TurnComplete | TurnAwaitingInput):
+                        last_event = event
+                    else:
+                        yield event
+        # the last event comes once the session is free again: a consumer that stops there
+        # (without closing the stream) leaves nothing held
+        if last_event is not None:
+            yield last_event
 
     async def _resume(self, tool_results: Any) -> AsyncGenerator[Event, None]:
         graph = await self.agent._ensure_open()
+        last_event: TurnComplete | TurnAwaitingInput | None = None
         async with self._exclusive():
             snapshot = await graph.aget_state(self._config)
             turn: Turn | None = snapshot.values.get("turn")
-            if turn is None or not snapshot.next:
+            # a run stopped in its first moments has no next node yet, only its input: an
+            # unfinished turn all the same, which a run from that checkpoint continues
+            if turn is None or (not snapshot.next and turn.status is TurnStatus.completed):
                 raise SessionStateError(f"session {self.id!r} has no unfinished turn to resume")
             if snapshot.interrupts:
                 if tool_results is None:
@@ -362,30 +400,49 @@ class Session:
                 )
             else:
                 graph_input = None
-            async for event in self._stream(graph, graph_input, turn):
-                yield event
+            async with aclosing(self._stream(graph, graph_input, turn)) as events:
+                async for event in events:
+                    if isinstance(event, TurnComplete | TurnAwaitingInput):
+                        last_event = event
+                    else:
+                        yield event
+        if last_event is not None:
+            yield last_event
 
     async def _stream(
         self, graph: Graph, graph_input: Any, turn: Turn
     ) -> AsyncGenerator[Event, None]:
         self._known = False  # until the run ends cleanly
-        completed = False
-        async for chunk in graph.astream(
-            graph_input,
-            self._config,
-            context=self._context,
-            stream_mode="custom",
-            durability=self.agent.config.persistence.step_durability,
-        ):
-            event = cast(Event, chunk)  # nodes write nothing but events
-            if isinstance(event, TurnComplete):
-                turn, completed = event.turn, True
-            yield event
-        if not completed:  # the run stopped, at the client-tools interrupt
-            snapshot = await graph.aget_state(self._config)
-            turn = snapshot.values.get("turn", turn)
-            if snapshot.interrupts:
-                yield TurnAwaitingInput(turn=turn, tool_calls=turn.pending_tool_calls)
+        done: TurnComplete | None = None
+        run = cast(  # an async generator (typed as an iterator)
+            AsyncGenerator[Any, None],
+            graph.astream(
+                graph_input,
+                self._config,
+                context=self._context,
+                stream_mode="custom",
+                durability=self.agent.config.persistence.step_durability,
+            ),
+        )
+        async with aclosing(run):
+            async for chunk in run:
+                event = cast(Event, chunk)  # nodes write nothing but events
+                if isinstance(event, TurnComplete):
+                    # held until the run has ended: the last node's state is committed then,
+                    # so a consumer that stops at turn_complete keeps the turn in the session
+                    done = event
+                else:
+                    yield event
+        if done is not None:
+            turn = done.turn
+            self._last, self._known = turn, True
+            yield done
+            return
+        # the run stopped at the client-tools interrupt
+        snapshot = await graph.aget_state(self._config)
+        turn = snapshot.values.get("turn", turn)
+        if snapshot.interrupts:
+            yield TurnAwaitingInput(turn=turn, tool_calls=turn.pending_tool_calls)
         self._last, self._known = turn, True
 
     def _exclusive(self) -> _Exclusive:
@@ -441,7 +498,12 @@ class _Exclusive:
     """Marks a session as running a turn for the duration of an ``async with`` block: in this
     process, then in the session database for processes that share it."""
 
-    def __init__(self, running: set[str], sessions: SessionStore, session_id: str) -> None:
+    def __init__(
+        self,
+        running: dict[str, asyncio.Task[Any] | None],
+        sessions: SessionStore,
+        session_id: str,
+    ) -> None:
         self._running = running
         self._sessions = sessions
         self._id = session_id
@@ -449,18 +511,18 @@ class _Exclusive:
     async def __aenter__(self) -> None:
         if self._id in self._running:
             raise SessionBusyError(self._id)
-        self._running.add(self._id)
+        self._running[self._id] = asyncio.current_task()
         try:
             await self._sessions.claim(self._id)
         except BaseException:
-            self._running.discard(self._id)
+            self._running.pop(self._id, None)
             raise
 
     async def __aexit__(self, *exc: object) -> None:
         try:
             await self._sessions.unclaim(self._id)
         finally:
-            self._running.discard(self._id)
+            self._running.pop(self._id, None)
 
 
 def _unfinished(turn: Turn) -> str:

@@ -29,9 +29,10 @@ from agentic.agent.types import (
 )
 from agentic.errors import InferenceError
 from agentic.inference.base import Completion, InferenceRequest, TextDelta
-from agentic.llama.tool_calls import StreamingToolCallParser, TextChunk
+from agentic.llama.tool_calls import StreamingToolCallParser, TextChunk, opens_like_call
 from agentic.types import (
     AssistantMessage,
+    BuiltinTool,
     ImageContent,
     Message,
     StopReason,
@@ -51,7 +52,7 @@ class InferenceResult:
     step: InferenceStep
     message: AssistantMessage
     unparsable: str | None
-    """Raw text when the model signalled a call (``<|eom_id|>``) that could not be read."""
+    """Raw text of a call the model meant to make but that could not be read."""
     context_start: int
 
 
@@ -149,33 +150,71 @@ async def _request(
 async def _stream(
     core: AgentCore, request: InferenceRequest, plan: _Plan, emit: StreamWriter, ids: dict[str, Any]
 ) -> tuple[AssistantMessage, Completion]:
-    parser = StreamingToolCallParser(model=core.spec, tools=bool(plan.tools))
+    # with tools off for this answer, call syntax is still read as calls (so it never streams
+    # as answer text), and the calls are dropped from the answer (see _without_calls)
+    guided = plan.structured is not None
+    parser = StreamingToolCallParser(
+        model=core.spec,
+        tools=bool(plan.tools) or (bool(core.tool_defs) and not guided),
+        code_interpreter=any(t.name == BuiltinTool.code_interpreter.value for t in plan.tools),
+    )
+    calls = bool(plan.tools)
     for event in parser.feed(plan.prefix):
-        _progress(emit, ids, event)
+        _progress(emit, ids, event, calls)
     completion: Completion | None = None
     async for item in core.backend.stream(request):
         if isinstance(item, TextDelta):
             for event in parser.feed(item.text):
-                _progress(emit, ids, event)
+                _progress(emit, ids, event, calls)
         else:
             completion = item
     if completion is None:
         raise InferenceError(f"{type(core.backend).__name__}.stream ended without a Completion")
     for event in parser.end(completion.stop_reason):
-        _progress(emit, ids, event)
+        _progress(emit, ids, event, calls)
     return parser.finish(completion.stop_reason), completion
 
 
-def _progress(emit: StreamWriter, ids: dict[str, Any], event: Any) -> None:
+def _progress(emit: StreamWriter, ids: dict[str, Any], event: Any, calls: bool) -> None:
     if isinstance(event, TextChunk):
         emit(StepProgress(text=event.text, **ids))
-    else:
+    elif calls:
         emit(StepProgress(tool_call=event.call, **ids))
 
 
+def _without_calls(
+    core: AgentCore, message: AssistantMessage, plan: _Plan, emit: StreamWriter, ids: dict[str, Any]
+) -> AssistantMessage:
+    """The answer without the calls the model wrote while tools were off; a notice in place
+    of an answer that was nothing else (a turn never ends on an unexecuted call)."""
+    if plan.tools or not message.tool_calls:
+        return message
+    text = content_text(message.content)
+    if not text.strip():
+        if core.config.tool_choice == "none":
+            text = (
+                "No answer: the model asked for a tool, but this agent's tools are off "
+                "(tool_choice='none')."
+            )
+        else:
+            text = (
+                "No answer: the model still asked for a tool after the last tool round this "
+                f"turn allows (max_infer_iters={core.config.max_infer_iters})."
+            )
+        emit(StepProgress(text=text, **ids))
+    return message.model_copy(
+        update={"content": text, "tool_calls": [], "stop_reason": StopReason.end_of_turn}
+    )
+
+
 def _unparsable(message: AssistantMessage, raw: str, plan: _Plan) -> str | None:
-    """The raw text of a call the model meant to make (it stopped on eom) but we cannot read."""
-    if plan.tools and not message.tool_calls and message.stop_reason is StopReason.end_of_message:
+    """The raw text of a call the model meant to make but we cannot read: it stopped on
+    ``<|eom_id|>`` (a call follows), it was made to start a call (``required`` or a named
+    tool), or its text opens like a call (Llama 3.2's pythonic calls end on ``<|eot_id|>``).
+    Such text goes back to the model with the parse error instead of ending the turn."""
+    if not plan.tools or message.tool_calls:
+        return None
+    if message.stop_reason is StopReason.end_of_message or plan.prefix or opens_like_call(raw):
         return raw
     return None
 
@@ -188,7 +227,8 @@ async def run_inference(state: TurnState, ctx: TurnContext, emit: StreamWriter) 
     started = utcnow()
     emit(StepStart(**ids))
     request, start, estimate = await _request(core, ctx, state, plan)
-    message, completion = await _stream(core, request, plan, emit, ids)
+    said, completion = await _stream(core, request, plan, emit, ids)
+    message = _without_calls(core, said, plan, emit, ids)
     raw = plan.prefix + completion.text
     step = InferenceStep(
         step_id=ids["step_id"],
@@ -205,6 +245,7 @@ async def run_inference(state: TurnState, ctx: TurnContext, emit: StreamWriter) 
             state.get("turn_starts") or [], state.get("context_start", 0), start
         ),
         prompt_tokens_estimate=estimate,
+        unexecuted_calls=said.tool_calls if message is not said else [],
     )
     emit(StepComplete(turn_id=turn.turn_id, step=step))
     return InferenceResult(step, message, _unparsable(message, raw, plan), start)

@@ -105,6 +105,10 @@ class InferenceStep(_StepBase):
     withheld: bool = False
     """An output shield refused the answer: ``model_response`` is the refusal, and the model's
     text was neither kept nor streamed past the last checked chunk."""
+    unexecuted_calls: list[ToolCall] = Field(default_factory=list)
+    """Calls the model wrote although tools were off for this answer (``tool_choice`` none,
+    or the last call at ``max_infer_iters``): never run, never streamed, left out of
+    ``model_response``; an answer that was nothing but calls is replaced by a notice."""
 
 
 class ScreenedContent(_Frozen):

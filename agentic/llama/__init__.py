@@ -30,6 +30,7 @@ from agentic.llama.tool_calls import (
     TextChunk,
     ToolCallChunk,
     encode_tool_call,
+    opens_like_call,
     parse_completion,
 )
 
@@ -55,6 +56,7 @@ __all__ = [
     "format_message",
     "get_tokenizer",
     "known_models",
+    "opens_like_call",
     "parse_completion",
     "register_model",
     "render_prompt",

@@ -60,6 +60,7 @@ __all__ = [
     "TextChunk",
     "ToolCallChunk",
     "encode_tool_call",
+    "opens_like_call",
     "parse_completion",
 ]
 
@@ -453,7 +454,7 @@ def _prelude(text: str, stop_reason: StopReason | None) -> tuple[str, bool, Stop
     return body, ipython, stop_reason or StopReason.end_of_turn
 
 
-def _parse_body(body: str, *, ipython: bool) -> tuple[str, list[ToolCall]]:
+def _parse_body(body: str, *, ipython: bool, code: bool = True) -> tuple[str, list[ToolCall]]:
     """The content and calls of a body whose prelude was handled."""
     whole = _whole_body_calls(body, final=True)
     if isinstance(whole, list):
@@ -466,9 +467,9 @@ def _parse_body(body: str, *, ipython: bool) -> tuple[str, list[ToolCall]]:
             pos = span.end
         outside.append(body[pos:])
         return "".join(outside).rstrip(), [span.call for span in spans]
-    if ipython:
-        code = ToolCall(tool_name=BuiltinTool.code_interpreter.value, arguments={"code": body})
-        return "", [code]
+    if ipython and code:
+        run = ToolCall(tool_name=BuiltinTool.code_interpreter.value, arguments={"code": body})
+        return "", [run]
     return body, []
 
 
@@ -478,6 +479,7 @@ def parse_completion(
     model: str | ModelSpec | None = None,
     stop_reason: StopReason | None = None,
     tools: bool = True,
+    code_interpreter: bool = True,
 ) -> AssistantMessage:
     """The assistant message in a raw completion (special tokens kept); never raises.
 
@@ -485,11 +487,41 @@ def parse_completion(
     text overrides it, and it defaults to ``end_of_turn``. ``model`` (an id, alias or spec) only
     matters for known models that take no tools: their text is never a call. ``tools=False``
     reads the text as an answer whatever it looks like (no tools were offered).
+    ``code_interpreter=False`` (not offered) keeps text after ``<|python_tag|>`` that is no
+    call as content instead of reading it as code to run.
     """
     body, ipython, reason = _prelude(text, stop_reason)
     takes = tools and _takes_tools(model)
-    content, calls = _parse_body(body, ipython=ipython) if takes else (body, [])
+    content, calls = (
+        _parse_body(body, ipython=ipython, code=code_interpreter) if takes else (body, [])
+    )
     return AssistantMessage(content=content, tool_calls=calls, stop_reason=reason)
+
+
+_CALL_OPENING = re.compile(r'\s*(?:\{\s*"(?:name|type|function)"|\[\s*[^\W\d]\w*\s*\(|<function=)')
+_BUILTIN_OPENING = re.compile(r"\s*\w+\.call\(")
+
+
+def opens_like_call(text: str) -> bool:
+    """Whether a raw completion that parsed as no call starts the way a call does.
+
+    Tells a call the model botched (``[get_weather(city=Paris)]``, a JSON object cut short,
+    anything after ``<|python_tag|>``) from an answer: a complete JSON value is an answer (a
+    structured one may well have a ``"name"``), and so is prose that merely contains call-like
+    text later on.
+    """
+    body, ipython, _ = _prelude(text, None)
+    if ipython or _BUILTIN_OPENING.match(body):
+        return True
+    if _CALL_OPENING.match(body) is None:
+        return False
+    if body.lstrip().startswith("{"):
+        try:
+            json.loads(body)
+        except (ValueError, RecursionError):
+            return True
+        return False
+    return True
 
 
 # --- streaming --------------------------------------------------------------------------------
@@ -589,9 +621,16 @@ class StreamingToolCallParser:
     :func:`parse_completion` of all the text (the announced calls keep their ``call_id``).
     """
 
-    def __init__(self, *, model: str | ModelSpec | None = None, tools: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        model: str | ModelSpec | None = None,
+        tools: bool = True,
+        code_interpreter: bool = True,
+    ) -> None:
         self._model = model
         self._tools = tools and _takes_tools(model)
+        self._code = code_interpreter
         self._raw = ""
         self._body_start: int | None = None
         self._ipython = False
@@ -639,7 +678,11 @@ class StreamingToolCallParser:
         if self._message is not None:
             return []
         message = parse_completion(
-            self._raw, model=self._model, stop_reason=stop_reason, tools=self._tools
+            self._raw,
+            model=self._model,
+            stop_reason=stop_reason,
+            tools=self._tools,
+            code_interpreter=self._code,
         )
         content = message.content if isinstance(message.content, str) else ""
         events: list[StreamEvent] = []

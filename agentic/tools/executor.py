@@ -15,6 +15,8 @@ from types import MappingProxyType
 from typing import Any, Final
 
 from agentic.errors import ConfigError, ToolArgumentsError
+from agentic.llama.tokens import END_OF_MESSAGE, END_OF_TURN, PYTHON_TAG
+from agentic.tools._threads import ToolExit
 from agentic.tools.base import (
     DEFAULT_MAX_OUTPUT_CHARS,
     Tool,
@@ -143,7 +145,7 @@ class ToolExecutor:
             if _being_cancelled():
                 raise
             return _failure(name, exc), ToolErrorKind.exception  # cancelled from inside the tool
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a tool (argparse...) too
             if scope.expired():
                 return f"Tool '{name}' timed out after {limit:g}s", ToolErrorKind.timeout
             _logger.warning("tool %r failed", name, exc_info=exc)
@@ -151,8 +153,12 @@ class ToolExecutor:
 
 
 def unparsable_response(call_id: str, raw: str, reason: str) -> ToolResponse:
-    """The result for a tool call the parser could not read: ``reason``, then what it read."""
-    excerpt = raw.strip()
+    """The result for a tool call the parser could not read: ``reason``, then what it read
+    (without the python tag and stop token around it, which the model wrote itself)."""
+    excerpt = raw.strip().removeprefix(PYTHON_TAG)
+    for token in (END_OF_MESSAGE, END_OF_TURN):
+        excerpt = excerpt.removesuffix(token)
+    excerpt = excerpt.strip()
     if len(excerpt) > _UNPARSED_EXCERPT:
         excerpt = excerpt[:_UNPARSED_EXCERPT] + "…"
     content = f"{reason}\nThe text that could not be parsed: {excerpt}" if excerpt else reason
@@ -172,6 +178,8 @@ def _being_cancelled() -> bool:
 
 def _failure(name: str, exc: BaseException) -> str:
     """What the model reads about an exception: its type and message, no traceback."""
+    if isinstance(exc, ToolExit) and exc.__cause__ is not None:
+        exc = exc.__cause__  # what the tool itself raised
     message = str(exc)
     what = f"{type(exc).__name__}: {message}" if message else type(exc).__name__
     return f"Tool '{name}' failed: {what}"

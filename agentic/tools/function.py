@@ -7,7 +7,6 @@ validated by a pydantic model built once, so each call costs one ``model_validat
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import re
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ValidationError
 
 from agentic._functions import FunctionSchema, function_schema
 from agentic.errors import ConfigError, ToolArgumentsError
+from agentic.tools._threads import run_in_thread
 from agentic.tools.base import ToolContext, ToolOutput, check_limits, validation_details
 from agentic.types import BUILTIN_TOOL_NAMES, ToolDefinition
 
@@ -81,8 +81,10 @@ class FunctionTool(Generic[P, R]):
     async def call(self, arguments: Mapping[str, Any], ctx: ToolContext[Any]) -> ToolOutput:
         """Validate the model's arguments, inject the context and run the function.
 
-        A sync function runs in a worker thread (``asyncio.to_thread``) so it cannot block the
-        event loop; such a thread cannot be stopped, only abandoned, when the call times out.
+        A sync function runs on a thread of its own so it cannot block the event loop; such a
+        thread cannot be stopped, only abandoned, when the call times out (and then holds up
+        no other call). A sync function that returns an awaitable (a plain decorator around an
+        async function) has it awaited.
         """
         kwargs = self.validate(arguments)
         for pname in self._context:
@@ -90,7 +92,10 @@ class FunctionTool(Generic[P, R]):
         args = [kwargs.pop(p) for p in self._positional] if self._positional else ()
         if self._is_async:
             return await self._call(*args, **kwargs)
-        return await asyncio.to_thread(self._call, *args, **kwargs)
+        result = await run_in_thread(self._call, *args, **kwargs)
+        if inspect.isawaitable(result):
+            result = await result
+        return result
 
     def validate(self, arguments: Mapping[str, Any]) -> dict[str, Any]:
         """The validated arguments by parameter name (``"3"`` becomes ``3`` for an ``int``).

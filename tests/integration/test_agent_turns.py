@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from agent_helpers import (
+    LLAMA31,
     LLAMA32,
     agent_on,
     events_of,
@@ -195,16 +196,46 @@ async def test_always_calling_model_is_capped_and_still_answers(tmp_path: Path) 
     assert "get_weather" not in last_prompt.split("<|eot_id|>")[0]  # no tools in the system prompt
 
 
-async def test_capped_model_that_still_calls_gets_text_not_a_call(tmp_path: Path) -> None:
+async def test_capped_model_that_still_calls_gets_a_notice_not_a_call(tmp_path: Path) -> None:
     call = '{"name": "get_weather", "parameters": {"city": "Oslo"}}<|eot_id|>'
     with VLLMTestServer([call, call]) as server:
         async with agent_on(server, tmp_path, tools=[get_weather], max_infer_iters=1) as agent:
-            turn = await (await agent.create_session()).run("Weather?")
+            session = await agent.create_session()
+            events = [e async for e in session.turn("Weather?")]
+    turn = events[-1].turn  # type: ignore[union-attr]
     assert turn.status is TurnStatus.completed
     assert turn.output_message is not None
     assert not turn.output_message.tool_calls
-    assert "get_weather" in turn.output_text  # shown as text, never executed
+    assert "get_weather" not in turn.output_text  # the unexecuted call is no answer
+    assert "max_infer_iters=1" in turn.output_text
     assert step_types(turn) == ["inference", "tool_execution", "inference"]
+    last = turn.steps[-1]
+    assert isinstance(last, InferenceStep)
+    assert [c.tool_name for c in last.unexecuted_calls] == ["get_weather"]
+    assert last.raw_text == call  # what the model wrote stays in the step
+    streamed = [e for e in events if isinstance(e, StepProgress) and e.step_id == last.step_id]
+    assert "".join(e.text for e in streamed) == turn.output_text
+    assert all(e.tool_call is None for e in streamed)
+
+
+async def test_calls_written_with_tools_off_leave_the_text_around_them(tmp_path: Path) -> None:
+    answer = 'Let me check. <function=get_weather>{"city": "Oslo"}</function><|eot_id|>'
+    with VLLMTestServer([answer]) as server:
+        async with agent_on(server, tmp_path, tools=[get_weather], tool_choice="none") as agent:
+            turn = await (await agent.create_session()).run("Weather?")
+    assert turn.output_text == "Let me check."
+    assert step_types(turn) == ["inference"]
+    step = turn.steps[0]
+    assert isinstance(step, InferenceStep)
+    assert [c.arguments for c in step.unexecuted_calls] == [{"city": "Oslo"}]
+
+
+async def test_calls_written_with_tools_off_get_a_notice(tmp_path: Path) -> None:
+    with VLLMTestServer(['[get_weather(city="Oslo")]<|eot_id|>'], models=[LLAMA32]) as server:
+        async with agent_on(server, tmp_path, tools=[get_weather], tool_choice="none") as agent:
+            turn = await (await agent.create_session()).run("Weather?")
+    assert "tool_choice='none'" in turn.output_text
+    assert not turn.output_message.tool_calls  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize(
@@ -243,7 +274,8 @@ async def test_tool_choice_none_leaves_tools_out_and_never_executes(tmp_path: Pa
             turn = await (await agent.create_session()).run("Weather?")
     assert "get_weather" not in (prompts(server)[0])
     assert step_types(turn) == ["inference"]
-    assert turn.output_text == '{"name": "get_weather", "parameters": {"city": "Oslo"}}'
+    assert "tool_choice='none'" in turn.output_text  # a notice, never the call
+    assert not turn.output_message.tool_calls  # type: ignore[union-attr]
 
 
 async def test_tool_failures_go_back_to_the_model(tmp_path: Path) -> None:
@@ -283,6 +315,57 @@ async def test_tool_failures_go_back_to_the_model(tmp_path: Path) -> None:
     assert turn.output_text == "I could not do it."
     final_prompt = prompts(server)[-1]
     assert final_prompt.count(IPYTHON) == 5
+
+
+@pytest.mark.parametrize(
+    ("model", "choice", "botched"),
+    [
+        (LLAMA32, "auto", '[get_weather(city="Paris"]'),  # 3.2 calls end on eot
+        (LLAMA32, "auto", "[get_weather(city=Paris)]"),
+        (LLAMA32, "get_weather", "city=Paris)]"),  # after the forced prefix
+        (LLAMA32, "required", "I cannot do that."),
+        (LLAMA31, "required", 'I refuse"}'),
+        (LLAMA31, "auto", '{"name": "get_weather", "parameters": {"city": "Paris"'),
+    ],
+)
+async def test_a_botched_call_ending_the_turn_goes_back_to_the_model(
+    tmp_path: Path, model: str, choice: str, botched: str
+) -> None:
+    script = [botched + "<|eot_id|>", "Recovered.<|eot_id|>"]
+    with VLLMTestServer(script, models=[model]) as server:
+        async with agent_on(server, tmp_path, tools=[get_weather], tool_choice=choice) as agent:
+            turn = await (await agent.create_session()).run("Weather in Paris?")
+    assert step_types(turn) == ["inference", "tool_execution", "inference"]
+    [result] = turn.steps[1].tool_responses  # type: ignore[union-attr]
+    assert result.error == "unparsable"
+    assert "could not be parsed" in str(result.content)
+    assert turn.output_text == "Recovered."
+
+
+async def test_answers_that_only_look_like_calls_later_are_answers(tmp_path: Path) -> None:
+    answers = [
+        'The call would be [get_weather(city="Paris")] but I know it: sunny.',
+        '{"name": "Paris", "weather": "sunny"}',  # a complete JSON answer
+        "[1] Paris is sunny.",
+    ]
+    for answer in answers:
+        with VLLMTestServer([answer + "<|eot_id|>"], models=[LLAMA32]) as server:
+            async with agent_on(server, tmp_path, tools=[get_weather]) as agent:
+                turn = await (await agent.create_session()).run("Weather?")
+        assert step_types(turn) == ["inference"], answer
+
+
+async def test_broken_json_after_the_python_tag_is_no_code_to_run(tmp_path: Path) -> None:
+    script = [
+        '<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"<|eom_id|>',
+        "Sunny.<|eot_id|>",
+    ]
+    with VLLMTestServer(script) as server:
+        async with agent_on(server, tmp_path, tools=[get_weather]) as agent:
+            turn = await (await agent.create_session()).run("Weather?")
+    [result] = turn.steps[1].tool_responses  # type: ignore[union-attr]
+    assert result.error == "unparsable"  # not "unknown tool code_interpreter"
+    assert str(result.content).endswith('{"name": "get_weather", "parameters": {"city": "Paris"')
 
 
 async def test_tool_output_cannot_forge_special_tokens(tmp_path: Path) -> None:

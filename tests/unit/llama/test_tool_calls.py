@@ -21,6 +21,7 @@ from agentic.llama.tool_calls import (
     TextChunk,
     ToolCallChunk,
     encode_tool_call,
+    opens_like_call,
     parse_completion,
 )
 from agentic.types import AssistantMessage, StopReason, ToolCall, ToolPromptFormat
@@ -644,3 +645,40 @@ def test_streamed_calls_never_leak_syntax_into_text(
             assert not any(s in chunk.text for s in ("<|", "<function", ".call(", "[", "{"))
     assert calls_of(message) == [(c.tool_name, c.arguments) for c in calls]
     assert message.content == (preamble.rstrip() if anywhere else "")
+
+
+@pytest.mark.parametrize(
+    ("text", "opens"),
+    [
+        ('[get_weather(city="Paris"]<|eot_id|>', True),
+        ("  [ get_weather (", True),
+        ('{"name": "f", "parameters": {"x": 1}', True),  # cut short
+        ('{"type": "function", "name": "f"', True),
+        ('<function=f>{"x": ', True),
+        ('brave_search.call(query="x"', True),
+        ("<|python_tag|>print(", True),
+        ('{"name": "Paris", "weather": "sunny"}', False),  # a complete JSON answer
+        ("[1] Paris is sunny.", False),
+        ("[Paris](https://example.com) is sunny.", False),
+        ('Try [get_weather(city="Paris")] yourself.', False),
+        ("Sunny.", False),
+        ("", False),
+    ],
+)
+def test_opens_like_call(text: str, opens: bool) -> None:
+    assert opens_like_call(text) is opens
+
+
+def test_code_after_the_python_tag_is_text_without_the_code_interpreter() -> None:
+    raw = f'{PYTHON_TAG}{{"name": "f", "parameters": {{"x": 1}}{END_OF_MESSAGE}'
+    assert parse_completion(raw).tool_calls[0].tool_name == "code_interpreter"
+    message = parse_completion(raw, code_interpreter=False)
+    assert message.tool_calls == []
+    assert message.content == '{"name": "f", "parameters": {"x": 1}'
+    assert message.stop_reason is StopReason.end_of_message
+    parser = StreamingToolCallParser(code_interpreter=False)
+    events = [*parser.feed(raw), *parser.end()]
+    assert not any(isinstance(e, ToolCallChunk) for e in events)
+    assert parser.finish() == message
+    good = f'{PYTHON_TAG}brave_search.call(query="x"){END_OF_MESSAGE}'
+    assert parse_completion(good, code_interpreter=False).tool_calls[0].tool_name == "brave_search"

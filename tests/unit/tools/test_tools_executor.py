@@ -205,6 +205,78 @@ async def test_a_sync_tool_times_out_without_blocking() -> None:
     assert r.content == "Tool 'stuck' timed out after 0.05s"
 
 
+async def test_abandoned_sync_calls_hold_up_no_later_call() -> None:
+    release = threading.Event()
+
+    @tool(timeout=0.05)
+    def stuck() -> str:
+        release.wait(10)
+        return "late"
+
+    @tool(timeout=1)
+    def instant() -> str:
+        return "ok"
+
+    executor = ToolExecutor([stuck, instant])
+    try:  # more hung calls than any default thread pool has threads
+        hung = await executor.run([call("stuck") for _ in range(40)])
+        assert {r.error for r in hung} == {ToolErrorKind.timeout}
+        r = await run1(executor, call("instant"))
+    finally:
+        release.set()
+    assert (r.error, r.content) == (None, "ok")
+
+
+@pytest.mark.parametrize(
+    ("raised", "shown"),
+    [
+        (SystemExit(2), "SystemExit: 2"),  # argparse on bad input
+        (StopIteration(), "StopIteration"),  # next() on an empty iterator
+        (KeyboardInterrupt(), "KeyboardInterrupt"),
+    ],
+)
+async def test_what_must_not_leave_a_sync_tools_thread_is_a_failure(
+    raised: BaseException, shown: str
+) -> None:
+    @tool(timeout=5)
+    def convert() -> str:
+        raise raised
+
+    r = await run1(ToolExecutor([convert]), call("convert"))
+    assert r.error is ToolErrorKind.exception
+    assert r.content == f"Tool 'convert' failed: {shown}"
+
+
+async def test_sys_exit_in_an_async_tool_is_a_failure() -> None:
+    @tool
+    async def leave() -> str:
+        raise SystemExit("bye")
+
+    r = await run1(ToolExecutor([leave]), call("leave"))
+    assert (r.error, r.content) == (ToolErrorKind.exception, "Tool 'leave' failed: SystemExit: bye")
+
+
+async def test_a_sync_wrapper_around_an_async_function_is_awaited() -> None:
+    import functools
+
+    def logged(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return fn(*args, **kwargs)  # a coroutine, not awaited here
+
+        return wrapper
+
+    @tool
+    @logged
+    async def weather(city: str) -> str:
+        """Weather in a city."""
+        await asyncio.sleep(0)
+        return f"sunny in {city}"
+
+    r = await run1(ToolExecutor([weather]), call("weather", city="Paris"))
+    assert (r.error, r.content) == (None, "sunny in Paris")
+
+
 async def test_a_tools_own_timeout_error_is_an_exception_not_a_timeout() -> None:
     @tool
     async def upstream() -> str:
@@ -406,10 +478,13 @@ def test_unparsable_response_tells_the_model_what_went_wrong() -> None:
     r = unparsable_response("c1", '<function=get_weather>{"city": <|eot_id|>', "Could not parse.")
     assert r.error is ToolErrorKind.unparsable
     assert r.call_id == "c1"
-    assert r.content == (
-        "Could not parse.\nThe text that could not be parsed: "
-        '<function=get_weather>{"city": <\\|eot_id|>'
+    assert r.content == (  # the stop token the model wrote is no part of the call
+        'Could not parse.\nThe text that could not be parsed: <function=get_weather>{"city":'
     )
+    tagged = unparsable_response("c2", '<|python_tag|>{"name": "f", <|eom_id|>', "Bad.")
+    assert tagged.content == 'Bad.\nThe text that could not be parsed: {"name": "f",'
+    inner = unparsable_response("c3", 'x("<|eot_id|>") y<|eot_id|>', "Bad.")
+    assert str(inner.content).endswith('x("<\\|eot_id|>") y')  # tokens inside stay escaped
     assert r.to_message().call_id == "c1"
     long = unparsable_response("c2", "x" * 1000, "Bad.")
     assert isinstance(long.content, str)

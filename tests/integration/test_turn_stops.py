@@ -1,0 +1,147 @@
+"""A turn stopped early, by its consumer or by cancellation, leaves a usable session: a turn
+whose ``turn_complete`` was seen belongs to the conversation, an unfinished one resumes, and
+nothing runs on after the stream is closed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from pathlib import Path
+
+import pytest
+from agent_helpers import agent_on, prompts
+
+from agentic.agent import Agent, PersistenceConfig, TurnStatus
+from agentic.errors import SessionStateError
+from agentic.testing import Reply, VLLMTestServer
+from agentic.tools import tool
+
+BACKENDS = ["memory", "sqlite"]
+
+
+def _persistence(kind: str, tmp_path: Path) -> PersistenceConfig:
+    if kind == "sqlite":
+        return PersistenceConfig(backend="sqlite", path=tmp_path / "s.sqlite")
+    return PersistenceConfig(backend="memory")
+
+
+@tool
+async def lookup(city: str) -> str:
+    """Look a city up."""
+    await asyncio.sleep(0.3)
+    return f"{city}: sunny"
+
+
+def _graph_tasks() -> list[asyncio.Task[object]]:
+    """Tasks of a LangGraph run still alive (its nodes, its stream waiter)."""
+    current = asyncio.current_task()
+    return [
+        t
+        for t in asyncio.all_tasks()
+        if t is not current and not t.done() and "langgraph" in repr(t.get_coro())
+    ]
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+async def test_a_consumer_that_stops_at_turn_complete_keeps_the_turn(
+    kind: str, tmp_path: Path
+) -> None:
+    with VLLMTestServer(["Nice to meet you, Ada.<|eot_id|>", "You are Ada.<|eot_id|>"]) as server:
+        async with agent_on(server, tmp_path, persistence=_persistence(kind, tmp_path)) as agent:
+            session = await agent.create_session()
+            async for event in session.turn("My name is Ada."):
+                if event.event == "turn_complete":
+                    break  # and never read on
+            second = await session.run("What is my name?")
+            turns = await session.turns()
+    assert "My name is Ada." in prompts(server)[1]  # the first turn is in the history
+    assert "Nice to meet you, Ada." in prompts(server)[1]
+    assert [t.index for t in turns] == [0, 1]
+    assert second.output_text == "You are Ada."
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+async def test_closing_a_stream_mid_turn_ends_the_run_and_leaves_it_resumable(
+    kind: str, tmp_path: Path
+) -> None:
+    call = '<|python_tag|>{"name": "lookup", "parameters": {"city": "Oslo"}}<|eom_id|>'
+    script = [call, "Sunny in Oslo.<|eot_id|>"]
+    with VLLMTestServer(script) as server:
+        async with agent_on(
+            server, tmp_path, tools=[lookup], persistence=_persistence(kind, tmp_path)
+        ) as agent:
+            session = await agent.create_session()
+            stream = session.turn("Weather in Oslo?")
+            async for event in stream:
+                if event.event == "step_start" and event.step_type == "tool_execution":
+                    break
+            await stream.aclose()
+            assert _graph_tasks() == []  # the run ended before aclose() returned
+            assert session.id not in agent._running  # and the session is free
+            with pytest.raises(SessionStateError, match="resume"):
+                await session.run("Something else?")
+            turn = await session.resume()
+    assert turn.status is TurnStatus.completed
+    assert turn.output_text == "Sunny in Oslo."
+    assert [s.step_type for s in turn.steps] == ["inference", "tool_execution", "inference"]
+
+
+async def test_async_with_closes_the_stream(tmp_path: Path) -> None:
+    with VLLMTestServer([Reply("Hello there, friend.<|eot_id|>", delay=0.2)]) as server:
+        async with agent_on(server, tmp_path) as agent:
+            session = await agent.create_session()
+            async with session.turn("Hi") as stream:
+                async for event in stream:
+                    if event.event == "step_start":
+                        break
+            assert _graph_tasks() == []
+            assert session.id not in agent._running
+            resumed = await session.resume()
+    assert resumed.output_text == "Hello there, friend."
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+async def test_a_run_cancelled_at_any_moment_leaves_a_usable_session(
+    kind: str, tmp_path: Path
+) -> None:
+    durable = PersistenceConfig(backend=kind, path=tmp_path / "s.sqlite", durability="sync")
+    persistence = durable if kind == "sqlite" else PersistenceConfig(durability="sync")
+    with VLLMTestServer(lambda request: "Hello there.<|eot_id|>") as server:
+        async with agent_on(server, tmp_path, persistence=persistence) as agent:
+            for i in range(16):  # cancelled from before the run starts to after it ended
+                session = await agent.create_session()
+                await session.run("warm up")
+                task = asyncio.create_task(session.run("question"))
+                await asyncio.sleep(i * 0.0005)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                fresh = await agent.get_session(session.id)
+                try:
+                    turn = await fresh.run("next")
+                except SessionStateError:
+                    assert (await fresh.resume()).status is TurnStatus.completed
+                    turn = await fresh.run("next")
+                assert turn.status is TurnStatus.completed
+                indexes = [t.index for t in await fresh.turns()]
+                assert indexes == list(range(len(indexes)))
+
+
+async def test_agent_aclose_cancels_the_turns_it_runs(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    with VLLMTestServer([Reply("Late answer.<|eot_id|>", delay=2.0), "Done.<|eot_id|>"]) as server:
+        persistence = PersistenceConfig(backend="sqlite", path=tmp_path / "s.sqlite")
+        async with agent_on(server, home, persistence=persistence) as agent:
+            session = await agent.create_session()
+            task = asyncio.create_task(session.run("question"))
+            await asyncio.sleep(0.3)
+            await agent.aclose()
+            assert task.done()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert agent._running == {}
+            # a new agent on the same file resumes the stopped turn
+            again = Agent(agent.config, backend=agent.backend, settings=agent.settings)
+            async with again:
+                resumed = await (await again.get_session(session.id)).resume()
+    assert resumed.output_text == "Done."
