@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from agentic.errors import ConfigError
+
 __all__ = ["Settings"]
 
 
@@ -39,5 +41,11 @@ class Settings(BaseSettings):
     def home_dir(self) -> Path:
         """The home directory, expanded and created if needed."""
         path = self.home.expanduser()
-        path.mkdir(parents=True, exist_ok=True)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the agentic home directory {str(path)!r}: "
+                f"{exc.strerror or exc}; set AGENTIC_HOME to a writable directory"
+            ) from exc
         return path

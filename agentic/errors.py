@@ -51,6 +51,7 @@ __all__ = [
     "RateLimitedError",
     "SearchError",
     "SessionBusyError",
+    "SessionExistsError",
     "SessionNotFoundError",
     "SessionStateError",
     "ToolArgumentsError",
@@ -103,9 +104,29 @@ class MissingDependencyError(UserError, ImportError):
 class SessionNotFoundError(UserError):
     """No session with that id exists in the agent's store."""
 
+    def __init__(
+        self, session_id: str, *, agent: str | None = None, owner: str | None = None
+    ) -> None:
+        self.session_id = session_id
+        if owner is not None:
+            message = (
+                f"session {session_id!r} belongs to agent {owner!r}, not {agent!r}: open it "
+                f"with an agent named {owner!r} (an agent sees only its own sessions)"
+            )
+        else:
+            message = f"no session {session_id!r}; list sessions with agent.list_sessions()"
+        super().__init__(message)
+
+
+class SessionExistsError(UserError):
+    """``create_session`` was given the id of a session that already exists."""
+
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
-        super().__init__(f"no session {session_id!r}; list sessions with agent.list_sessions()")
+        super().__init__(
+            f"session {session_id!r} already exists: continue it with "
+            f"agent.get_session({session_id!r}), or create the new one with another id"
+        )
 
 
 class SessionBusyError(UserError):

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
+import os
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
@@ -27,11 +29,28 @@ from langgraph.store.sqlite import SqliteStore
 
 from agentic.errors import ConfigError
 
-__all__ = ["SqliteThread", "ThreadedSqliteStore"]
+__all__ = ["SqliteThread", "ThreadedSqliteStore", "setup_lock"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
 RunnableConfig = Any  # langchain_core's RunnableConfig (a TypedDict) without importing it here
+
+
+@contextlib.asynccontextmanager
+async def setup_lock(path: Path) -> AsyncIterator[None]:
+    """Hold while creating or migrating the tables of the database at ``path``: processes
+    opening a new file at once (a service's workers on their first start) would otherwise
+    both run LangGraph's store migrations and one fail on the other's version row.
+
+    The lock is ``flock`` on the file's directory: it never touches the database file, whose
+    POSIX locks SQLite owns (closing another descriptor of that file would drop them).
+    """
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        await asyncio.to_thread(fcntl.flock, fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 class SqliteThread:
@@ -75,9 +94,20 @@ class SqliteThread:
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
+            # a write that changes nothing, rolled back: a read-only file fails here, not at
+            # the first save
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(f"PRAGMA user_version = {int(version)}")
+            finally:
+                conn.execute("ROLLBACK")
         except sqlite3.Error as exc:
+            hint = ""
+            if isinstance(exc, sqlite3.OperationalError) and "readonly" in str(exc):
+                hint = "; make the file and its directory writable, or set persistence.path"
             raise ConfigError(
-                f"cannot open the session database {str(self._path)!r}: {exc}"
+                f"cannot open the session database {str(self._path)!r}: {exc}{hint}"
             ) from exc
         return conn
 

@@ -50,6 +50,8 @@ from agentic.config import Settings
 from agentic.errors import (
     ConfigError,
     SessionBusyError,
+    SessionExistsError,
+    SessionNotFoundError,
     SessionStateError,
 )
 from agentic.inference.base import InferenceBackend
@@ -200,6 +202,8 @@ class Agent:
         sid = session_id or new_id()
         if not _SESSION_ID.match(sid):
             raise ConfigError(f"session id {sid!r} must be 1-128 letters, digits, '_' or '-'")
+        if session_id is not None and await self.sessions.find_session(sid) is not None:
+            raise SessionExistsError(sid)  # never a new record on someone else's history
         now = utcnow()
         info = SessionInfo(
             session_id=sid,
@@ -214,9 +218,17 @@ class Agent:
         return Session(self, info, new=session_id is None)
 
     async def get_session(self, session_id: str) -> Session:
-        """An existing session, to continue it (also after a restart)."""
+        """An existing session of this agent, to continue it (also after a restart)."""
         await self._ensure_open()
-        return Session(self, await self.sessions.load_session(session_id))
+        return Session(self, await self._own_session(session_id))
+
+    async def _own_session(self, session_id: str) -> SessionInfo:
+        """The session's record; raises :class:`SessionNotFoundError` when it does not exist
+        or belongs to another agent (agents sharing a database see only their own)."""
+        info = await self.sessions.load_session(session_id)
+        if info.agent != self.name:
+            raise SessionNotFoundError(session_id, agent=self.name, owner=info.agent)
+        return info
 
     async def list_sessions(self) -> list[SessionInfo]:
         """This agent's sessions, most recently used first."""
@@ -227,6 +239,7 @@ class Agent:
         """Delete a session with its turns and checkpoints (not while it runs a turn, in this
         process or another)."""
         graph = await self._ensure_open()
+        await self._own_session(session_id)
         async with _Exclusive(self._running, self.sessions, session_id):
             state = await graph.aget_state({"configurable": {"thread_id": session_id}})
             await self.sessions.delete_session(session_id)
@@ -347,6 +360,7 @@ class Session:
         graph = await self.agent._ensure_open()
         last_event: TurnComplete | TurnAwaitingInput | None = None
         async with self._exclusive():
+            await self._check_exists()
             last = await self._last_turn(graph)
             if last is not None and last.status is not TurnStatus.completed:
                 raise SessionStateError(_unfinished(last))
@@ -382,6 +396,7 @@ class Session:
         graph = await self.agent._ensure_open()
         last_event: TurnComplete | TurnAwaitingInput | None = None
         async with self._exclusive():
+            await self._check_exists()
             snapshot = await graph.aget_state(self._config)
             turn: Turn | None = snapshot.values.get("turn")
             # a run stopped in its first moments has no next node yet, only its input: an
@@ -445,6 +460,13 @@ class Session:
             yield TurnAwaitingInput(turn=turn, tool_calls=turn.pending_tool_calls)
         self._last, self._known = turn, True
 
+    async def _check_exists(self) -> None:
+        """Raise :class:`SessionNotFoundError` if the session was deleted (by this handle,
+        another one, or another process) since this handle was made: a turn must not bring a
+        deleted session back."""
+        if await self.agent.sessions.find_session(self.id) is None:
+            raise SessionNotFoundError(self.id)
+
     def _exclusive(self) -> _Exclusive:
         return _Exclusive(self.agent._running, self.agent.sessions, self.id)
 
@@ -466,6 +488,7 @@ class Session:
     async def turns(self) -> list[Turn]:
         """Every turn of the session, oldest first, the unfinished one (if any) last."""
         graph = await self.agent._ensure_open()
+        await self._check_exists()
         done = await self.agent.sessions.list_turns(self.id)
         snapshot = await graph.aget_state(self._config)
         current: Turn | None = snapshot.values.get("turn")

@@ -26,7 +26,12 @@ from agentic.agent._leases import PostgresLeases, SessionLeases, SqliteLeases
 from agentic.agent._serde import StateSerializer
 from agentic.agent.config import PersistenceConfig
 from agentic.agent.types import SessionInfo, Turn, utcnow
-from agentic.errors import MissingDependencyError, SessionBusyError, SessionNotFoundError
+from agentic.errors import (
+    ConfigError,
+    MissingDependencyError,
+    SessionBusyError,
+    SessionNotFoundError,
+)
 
 __all__ = ["SessionStore", "state_serializer"]
 
@@ -203,22 +208,30 @@ class SessionStore:
 
     async def _open_sqlite(self) -> tuple[BaseCheckpointSaver[Any], BaseStore]:
         from agentic.agent._checkpoints import SqliteCheckpointer
-        from agentic.agent._sqlite import SqliteThread, ThreadedSqliteStore
+        from agentic.agent._sqlite import SqliteThread, ThreadedSqliteStore, setup_lock
 
         path = self.path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the directory of the session database {str(path)!r}: "
+                f"{exc.strerror or exc}; set persistence.path (or AGENTIC_HOME) to a writable "
+                "directory"
+            ) from exc
         # One connection, used by one call at a time (on the event loop, or on its thread
         # when another process holds the lock): checkpoints and records are written in turn,
         # so the records' read-then-write transactions never race a checkpoint write (two
         # connections on one file fail with "database is locked" under load).
         thread = SqliteThread(path, busy_timeout=_BUSY_TIMEOUT)
         self._stack.push_async_callback(thread.aclose)
-        await thread.open()
-        saver = SqliteCheckpointer(thread, serde=state_serializer(), keep_decoded=_GROWING)
-        await saver.asetup()
-        store = ThreadedSqliteStore(thread)
-        await store.asetup()
-        await self._open_leases(SqliteLeases(thread))
+        async with setup_lock(path):  # a new file is set up by one process at a time
+            await thread.open()
+            saver = SqliteCheckpointer(thread, serde=state_serializer(), keep_decoded=_GROWING)
+            store = ThreadedSqliteStore(thread)
+            await saver.asetup()
+            await store.asetup()
+            await self._open_leases(SqliteLeases(thread))
         return saver, store
 
     async def _open_postgres(self) -> tuple[BaseCheckpointSaver[Any], BaseStore]:
@@ -275,10 +288,15 @@ class SessionStore:
         await self._store().aput(_SESSIONS, info.session_id, info.model_dump(mode="json"))
 
     async def load_session(self, session_id: str) -> SessionInfo:
-        item = await self._store().aget(_SESSIONS, session_id)
-        if item is None:
+        info = await self.find_session(session_id)
+        if info is None:
             raise SessionNotFoundError(session_id)
-        return SessionInfo.model_validate(item.value)
+        return info
+
+    async def find_session(self, session_id: str) -> SessionInfo | None:
+        """The session's record, or None when there is none."""
+        item = await self._store().aget(_SESSIONS, session_id)
+        return None if item is None else SessionInfo.model_validate(item.value)
 
     async def list_sessions(self, agent: str | None = None) -> list[SessionInfo]:
         """Sessions, most recently updated first; only ``agent``'s when given."""

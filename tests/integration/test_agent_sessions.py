@@ -26,7 +26,12 @@ from agentic.agent import (
     Turn,
     TurnStatus,
 )
-from agentic.errors import SessionBusyError, SessionNotFoundError, SessionStateError
+from agentic.errors import (
+    SessionBusyError,
+    SessionExistsError,
+    SessionNotFoundError,
+    SessionStateError,
+)
 from agentic.memory import RetrievedChunk
 from agentic.shields import ShieldStage, Violation
 from agentic.testing import Reply, VLLMTestServer
@@ -200,6 +205,48 @@ async def test_get_list_and_delete(tmp_path: Path) -> None:
             assert [s.session_id for s in await agent.list_sessions()] == [b.id]
             with pytest.raises(SessionNotFoundError):
                 await agent.get_session(a.id)
+
+
+async def test_create_session_never_reuses_an_existing_id(tmp_path: Path) -> None:
+    with VLLMTestServer(["One.<|eot_id|>"]) as server:
+        async with agent_on(server, tmp_path, persistence=SQLITE) as agent:
+            alice = await agent.create_session("alice", session_id="conv-42")
+            await alice.run("my account number is 9999")
+            with pytest.raises(SessionExistsError, match=r"agent.get_session\('conv-42'\)"):
+                await agent.create_session("bob", session_id="conv-42")
+            [info] = await agent.list_sessions()
+    assert (info.name, info.turn_count) == ("alice", 1)  # the record is untouched
+
+
+async def test_a_deleted_session_stays_deleted(tmp_path: Path) -> None:
+    with VLLMTestServer(lambda request: "One.<|eot_id|>") as server:
+        async with agent_on(server, tmp_path, persistence=SQLITE) as agent:
+            session = await agent.create_session()
+            await session.run("hi")
+            stale = await agent.get_session(session.id)  # a handle from before the delete
+            await agent.delete_session(session.id)
+            for attempt in (stale.run("again"), session.run("again"), stale.resume()):
+                with pytest.raises(SessionNotFoundError):
+                    await attempt
+            with pytest.raises(SessionNotFoundError):
+                await stale.turns()
+            assert await agent.list_sessions() == []
+
+
+async def test_an_agent_sees_only_its_own_sessions(tmp_path: Path) -> None:
+    with VLLMTestServer(lambda request: "One.<|eot_id|>") as server:
+        async with (
+            agent_on(server, tmp_path, persistence=SQLITE, name="support") as support,
+            agent_on(server, tmp_path, persistence=SQLITE, name="billing") as billing,
+        ):
+            session = await support.create_session()
+            await session.run("my card number")
+            assert await billing.list_sessions() == []
+            with pytest.raises(SessionNotFoundError, match="belongs to agent 'support'"):
+                await billing.get_session(session.id)
+            with pytest.raises(SessionNotFoundError):
+                await billing.delete_session(session.id)
+            assert [s.session_id for s in await support.list_sessions()] == [session.id]
 
 
 async def test_two_turns_on_one_session_at_once_are_rejected(tmp_path: Path) -> None:

@@ -189,3 +189,53 @@ async def test_a_call_locked_out_inside_its_transaction_leaves_none_open(
     assert attempts == [False, False]
     assert await _values(thread) == [9]
     other.close()
+
+
+def _chattr(flag: str, path: Path) -> bool:
+    import shutil
+    import subprocess
+
+    chattr = shutil.which("chattr")
+    return (
+        chattr is not None
+        and subprocess.run([chattr, flag, str(path)], check=False).returncode == 0
+    )
+
+
+async def test_a_read_only_database_is_a_config_error_when_opened(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    sqlite3.connect(path).execute("CREATE TABLE t (x)").connection.close()
+    # root writes through permission bits: only an immutable file is read-only to it
+    if not _chattr("+i", path):
+        pytest.skip("chattr +i is not available on this filesystem")
+    try:
+        with pytest.raises(ConfigError, match="readonly database; make the file"):
+            await SqliteThread(path, busy_timeout=0.1).open()
+    finally:
+        assert _chattr("-i", path)
+
+
+async def test_stores_opening_one_new_file_at_once_set_it_up_once(tmp_path: Path) -> None:
+    from agentic.agent import PersistenceConfig
+    from agentic.agent.store import SessionStore
+
+    for attempt in range(4):  # a service's workers starting together on a fresh file
+        config = PersistenceConfig(backend="sqlite", path=tmp_path / f"s{attempt}.sqlite")
+        stores = [SessionStore(config, tmp_path) for _ in range(6)]
+        await asyncio.gather(*(s.open() for s in stores))
+        for store in stores:
+            assert await store.list_sessions() == []
+            await store.aclose()
+
+
+async def test_a_session_directory_that_cannot_be_made_is_a_config_error(tmp_path: Path) -> None:
+    from agentic.agent import PersistenceConfig
+    from agentic.agent.store import SessionStore
+    from agentic.config import Settings
+
+    (tmp_path / "file").write_text("not a directory")
+    config = PersistenceConfig(backend="sqlite", path=tmp_path / "file" / "sub" / "s.sqlite")
+    with pytest.raises(ConfigError, match=r"Not a directory; set persistence\.path"):
+        await SessionStore(config, tmp_path).open()
+    with pytest.raises(ConfigError, match="set AGENTIC_HOME to a writable directory"):
+        Settings(home=tmp_path / "file").home_dir()
