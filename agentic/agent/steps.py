@@ -38,7 +38,14 @@ from agentic.agent.types import (
 )
 from agentic.tools.base import ToolContext, ToolResponse
 from agentic.tools.executor import unparsable_response
-from agentic.types import AssistantMessage, Message, ToolCall, UserMessage, content_text
+from agentic.types import (
+    AssistantMessage,
+    Message,
+    ToolCall,
+    ToolMessage,
+    UserMessage,
+    content_text,
+)
 
 __all__ = [
     "TurnContext",
@@ -336,6 +343,22 @@ async def client_tools(state: TurnState, runtime: Rt) -> TurnState:
     turn = with_step(turn, step, status=TurnStatus.in_progress, pending_tool_calls=[])
     return {
         "turn": turn,
-        "messages": [*state["messages"], *(r.to_message() for r in responses)],
+        "messages": _in_call_order([*state["messages"], *(r.to_message() for r in responses)]),
         "pending": [],
     }
+
+
+def _in_call_order(messages: list[Message]) -> list[Message]:
+    """The results after the last assistant message in the order of its calls: a message
+    mixing server and client calls gets the server's results first, and Llama's ``ipython``
+    messages carry no call id, so the model matches results to calls by position."""
+    for i in range(len(messages) - 1, -1, -1):
+        message = messages[i]
+        if isinstance(message, AssistantMessage):
+            order = {call.call_id: n for n, call in enumerate(message.tool_calls)}
+            results = messages[i + 1 :]
+            if all(isinstance(m, ToolMessage) for m in results):
+                late = len(order)
+                results.sort(key=lambda m: order.get(getattr(m, "call_id", ""), late))
+            return [*messages[: i + 1], *results]
+    return messages

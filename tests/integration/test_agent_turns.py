@@ -181,6 +181,25 @@ async def test_client_tool_awaits_input_then_resumes(tmp_path: Path) -> None:
     assert f"{IPYTHON}sales.csv<|eot_id|>" in (prompts(server)[-1])
 
 
+async def test_mixed_client_and_server_results_reach_the_model_in_call_order(
+    tmp_path: Path,
+) -> None:
+    ask = ToolDefinition.from_json_schema(
+        "ask_user", {"type": "object", "properties": {"q": {"type": "string"}}}, "Ask the user"
+    )
+    script = ['[ask_user(q="city?"), get_weather(city="Oslo")]<|eot_id|>', "Done.<|eot_id|>"]
+    with VLLMTestServer(script, models=[LLAMA32]) as server:
+        async with agent_on(server, tmp_path, tools=[get_weather], client_tools=[ask]) as agent:
+            session = await agent.create_session()
+            waiting = await session.run("Weather where I am?")
+            [call] = waiting.pending_tool_calls
+            await session.resume({call.call_id: "the user says Oslo"})
+    prompt = prompts(server)[-1]
+    client = prompt.index(f"{IPYTHON}the user says Oslo<|eot_id|>")
+    server_result = prompt.index(f"{IPYTHON}25 degrees celsius and sunny in Oslo<|eot_id|>")
+    assert client < server_result  # ask_user was called first
+
+
 async def test_always_calling_model_is_capped_and_still_answers(tmp_path: Path) -> None:
     call = '{"name": "get_weather", "parameters": {"city": "Oslo"}}<|eot_id|>'
     script = [call, call, call, "Oslo: 25 degrees.<|eot_id|>"]
