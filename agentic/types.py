@@ -397,11 +397,12 @@ class SamplingParams(_Frozen):
 
     temperature: float = Field(default=0.6, ge=0)
     top_p: float = Field(default=0.9, gt=0, le=1)
-    top_k: int | None = None
+    top_k: int | None = Field(default=None, ge=-1)
+    """``-1`` or ``0`` turn top-k off, as in vLLM."""
     max_tokens: int | None = Field(default=None, ge=1)
-    repetition_penalty: float | None = Field(default=None, gt=0)
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
+    repetition_penalty: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    presence_penalty: float | None = Field(default=None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(default=None, ge=-2, le=2)
     seed: int | None = None
     stop: list[str] = Field(default_factory=list)
 

@@ -13,6 +13,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+import jsonschema
+
+from agentic._functions import pythonic_name_problems
 from agentic.agent.config import AgentConfig
 from agentic.agent.guarding import CODE_INTERPRETER, CodeScanner
 from agentic.agent.prompting import TokenCounter
@@ -58,6 +61,9 @@ class AgentCore:
     """Scanners of tool results and retrieved chunks before they enter the prompt."""
     code_shields: tuple[CodeScanner, ...] = ()
     """Scanners of code-interpreter code before it runs."""
+    response_validator: Any = None
+    """Checks answers against a response format given as a JSON schema (a pydantic model
+    validates them itself)."""
     deps: Any = None
     token_counter: TokenCounter | None = None
     prompts: PromptCache = field(default_factory=PromptCache)
@@ -156,6 +162,22 @@ def _check_model(config: AgentConfig, spec: ModelSpec, defs: Sequence[ToolDefini
         raise ConfigError(f"tool_choice {choice!r} is not one of the agent's tools ({have})")
     if choice == "required" and not defs:
         raise ConfigError("tool_choice 'required' needs at least one tool")
+    window = config.context_length or spec.context_length
+    max_tokens = config.sampling.max_tokens
+    if max_tokens is not None and max_tokens >= window:
+        raise ConfigError(
+            f"sampling.max_tokens ({max_tokens}) leaves no room for the prompt in {spec.id}'s "
+            f"context of {window} tokens; lower max_tokens (it bounds the answer's length)"
+        )
+    fmt = resolve_tool_format(spec, config.tool_prompt_format)
+    if defs and fmt is ToolPromptFormat.python_list:
+        problems = [p for d in defs if not d.is_builtin for p in pythonic_name_problems(d)]
+        if problems:
+            raise ConfigError(
+                f"{spec.id} calls tools in Llama 3.2's pythonic format ([name(arg=...)]), "
+                f"which cannot carry these names: {'; '.join(problems)}; rename them to "
+                "Python identifiers that are no keywords"
+            )
     render_prompt(
         [UserMessage(content="probe")],
         model=spec,
@@ -164,6 +186,22 @@ def _check_model(config: AgentConfig, spec: ModelSpec, defs: Sequence[ToolDefini
         tool_choice=choice,
         today=_dt.date(2024, 1, 1),
     )
+
+
+def _response_schema(config: AgentConfig) -> dict[str, Any] | None:
+    """The response format as a JSON schema, checked to be one (a typo such as
+    ``type: objekt`` fails here, not when vLLM gets the schema)."""
+    if config.response_format is None:
+        return None
+    schema = json_schema_of(config.response_format)
+    try:
+        jsonschema.validators.validator_for(schema).check_schema(schema)
+    except jsonschema.SchemaError as exc:
+        where = "/".join(str(p) for p in exc.path) or "the top level"
+        raise ConfigError(
+            f"response_format is no valid JSON schema: {exc.message} (at {where})"
+        ) from exc
+    return schema
 
 
 def _shields_of(
@@ -263,8 +301,11 @@ def build_core(
             _shields_of("code shield", config.code_shields, named_shields, CodeScanner)
         ),
         retrievers=tuple(_resolve("memory_bank", config.memory_banks, named_banks, Retriever)),
-        response_schema=(
-            json_schema_of(config.response_format) if config.response_format is not None else None
+        response_schema=(schema := _response_schema(config)),
+        response_validator=(
+            jsonschema.validators.validator_for(schema)(schema)
+            if schema is not None and isinstance(config.response_format, dict)
+            else None
         ),
         system=SystemMessage(content=config.instructions),
         deps=deps,

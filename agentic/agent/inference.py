@@ -267,7 +267,7 @@ def answer_conforms(core: AgentCore, message: AssistantMessage) -> bool:
             value = json.loads(text)
         except ValueError:
             return False
-        return not (fmt.get("type") == "object" and not isinstance(value, dict))
+        return core.response_validator is None or core.response_validator.is_valid(value)
     try:
         fmt.model_validate_json(text)
     except ValidationError:

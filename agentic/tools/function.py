@@ -7,15 +7,17 @@ validated by a pydantic model built once, so each call costs one ``model_validat
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import re
+import types
 from collections.abc import Callable, Mapping
-from typing import Any, Final, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Concatenate, Final, Generic, Literal, ParamSpec, Self, TypeVar, overload
 
 from pydantic import BaseModel, ValidationError
 
-from agentic._functions import FunctionSchema, function_schema
+from agentic._functions import FunctionSchema, arguments_by_name, function_schema
 from agentic.errors import ConfigError, ToolArgumentsError
 from agentic.tools._threads import run_in_thread
 from agentic.tools.base import ToolContext, ToolOutput, check_limits, validation_details
@@ -24,7 +26,10 @@ from agentic.types import BUILTIN_TOOL_NAMES, ToolDefinition
 __all__ = ["FunctionTool", "tool"]
 
 P = ParamSpec("P")
+P2 = ParamSpec("P2")
 R = TypeVar("R")
+S = TypeVar("S")
+_Binding = Literal["instance", "class"] | None
 
 _BUILTIN_ARGUMENT: Final = {
     "brave_search": "query",
@@ -32,7 +37,8 @@ _BUILTIN_ARGUMENT: Final = {
     "photogen": "query",
     "code_interpreter": "code",
 }
-# Every tool-call format can carry these names (the python_list format needs identifiers).
+# The JSON-based tool-call formats carry these names; the pythonic one (Llama 3.2) needs
+# identifiers that are not keywords: see agentic._functions.pythonic_name_problems.
 _VALID_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
 
 
@@ -43,9 +49,14 @@ class FunctionTool(Generic[P, R]):
     after a Llama built-in (``brave_search``, ``wolfram_alpha``, ``photogen``,
     ``code_interpreter``) gets the built-in definition: the model calls it with
     ``<|python_tag|>`` and one string argument, ``query`` (``code`` for the interpreter).
+
+    On a method in a class body (``@tool`` above ``def m(self, ...)`` or above
+    ``@classmethod``), the first parameter is not shown to the model and the tool binds like a
+    method: give the agent ``instance.m`` (``Class.m`` for a class method).
     """
 
-    __name__: str  # copied from the function, with its __doc__, __module__ and __wrapped__
+    __name__: str  # copied from the function, with its __doc__, __module__...
+    __wrapped__: Callable[..., Any]  # ... and the function itself (bound, once bound)
 
     def __init__(
         self,
@@ -56,27 +67,61 @@ class FunctionTool(Generic[P, R]):
         timeout: float | None = None,
         max_output_chars: int | None = None,
     ) -> None:
+        fn, binds = _unwrap_method(fn)
         _check_callable(fn, name)
-        schema = function_schema(fn, skip_types=(ToolContext,), name=name)
+        receiver = _receiver(fn) if binds else None
+        skip = () if receiver is None else (receiver,)
+        schema = function_schema(fn, skip=skip, skip_types=(ToolContext,), name=name)
         check_limits(f"tool {schema.name!r}", timeout, max_output_chars)
         functools.update_wrapper(self, fn, updated=())  # __name__, __doc__, __wrapped__...
         self.fn = fn
-        self.definition = _definition(schema, description)
         self.timeout = timeout
         self.max_output_chars = max_output_chars
+        self._binds: _Binding = binds if receiver is not None else None
+        self._definition = _definition(schema, description)
         self._call: Callable[..., Any] = fn
         self._is_async = _is_async(fn)
         self._arguments: type[BaseModel] = schema.arguments
-        self._names = frozenset(schema.arguments.model_fields)
+        self._params = tuple(schema.parameters["properties"])
+        self._names = frozenset(self._params)
         self._context = schema.skipped
-        self._positional = _positional_only(fn)
+        self._positional = tuple(p for p in _positional_only(fn) if p not in skip)
+
+    @property
+    def definition(self) -> ToolDefinition:
+        """The name, description and parameter schema the model sees.
+
+        Raises :class:`~agentic.errors.ConfigError` on a method's tool that is not bound yet.
+        """
+        if self._binds is not None:
+            raise self._unbound()
+        return self._definition
+
+    @overload
+    def __get__(self, instance: None, owner: type[Any] | None = None) -> Self: ...
+
+    @overload
+    def __get__(
+        self: FunctionTool[Concatenate[S, P2], R], instance: S, owner: type[Any] | None = None
+    ) -> FunctionTool[P2, R]: ...
+
+    @overload
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> Self: ...
+
+    def __get__(self, instance: object, owner: type[Any] | None = None) -> Any:
+        """A method's tool bound to the instance (or the class, for a class method)."""
+        if self._binds == "class":
+            return self._bind(owner if owner is not None else type(instance))
+        if self._binds == "instance" and instance is not None:
+            return self._bind(instance)
+        return self
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Call the function directly, as if it were not a tool."""
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
-        return f"FunctionTool({self.definition.name!r})"
+        return f"FunctionTool({self._definition.name!r})"
 
     async def call(self, arguments: Mapping[str, Any], ctx: ToolContext[Any]) -> ToolOutput:
         """Validate the model's arguments, inject the context and run the function.
@@ -102,25 +147,43 @@ class FunctionTool(Generic[P, R]):
 
         Raises :class:`~agentic.errors.ToolArgumentsError` with one line per wrong field.
         """
+        name = self.definition.name
         problems = self._unexpected(arguments)
         try:
             values = self._arguments.model_validate(arguments)
         except ValidationError as exc:
             details = "; ".join([*problems, validation_details(exc)])
-            raise ToolArgumentsError(self.definition.name, details) from exc
+            raise ToolArgumentsError(name, details) from exc
         if problems:
-            raise ToolArgumentsError(self.definition.name, "; ".join(problems))
-        return dict(values.__dict__)
+            raise ToolArgumentsError(name, "; ".join(problems))
+        return arguments_by_name(values)
 
     def _unexpected(self, arguments: Mapping[str, Any]) -> list[str]:
         """One problem per argument the function has no parameter for."""
         if arguments.keys() <= self._names:
             return []
-        valid = ", ".join(self._arguments.model_fields) or "none"
+        valid = ", ".join(self._params) or "none"
         return [
             f"{extra}: unexpected argument (valid arguments: {valid})"
             for extra in sorted(arguments.keys() - self._names)
         ]
+
+    def _bind(self, target: object) -> FunctionTool[..., R]:
+        """A copy of this tool that calls the function with ``target`` first (not cached, like
+        a bound method: a cache on the instance would follow it into its copies)."""
+        bound = copy.copy(self)
+        bound.fn = bound._call = bound.__wrapped__ = types.MethodType(self.fn, target)
+        bound._binds = None
+        return bound
+
+    def _unbound(self) -> ConfigError:
+        where, _, attr = self.fn.__qualname__.rpartition(".")
+        return ConfigError(
+            f"tool {self._definition.name!r} is the method {where}.{attr} and needs its "
+            f"instance: give the agent `instance.{attr}` (a {where} object's), not "
+            f"`{where}.{attr}`; on a static or class method, put @tool above "
+            "@staticmethod / @classmethod"
+        )
 
 
 @overload
@@ -148,7 +211,9 @@ def tool(
     """Make a function a tool: ``@tool`` or ``@tool(name=..., timeout=...)``.
 
     ``description`` replaces the docstring's summary; ``timeout`` (seconds) and
-    ``max_output_chars`` override the executor's defaults for this tool.
+    ``max_output_chars`` override the executor's defaults for this tool. The model passes
+    arguments by name, and only those the schema shows it: a function with ``*args`` or
+    ``**kwargs`` is refused (:class:`~agentic.errors.ConfigError`); declare each parameter.
     """
 
     def wrap(f: Callable[P, R]) -> FunctionTool[P, R]:
@@ -163,6 +228,28 @@ def tool(
     return wrap if fn is None else wrap(fn)
 
 
+def _unwrap_method(fn: Callable[P, R]) -> tuple[Callable[P, R], _Binding]:
+    """The function to describe, and what it binds to when read from an instance or class.
+
+    A plain function whose ``__qualname__`` names a class (``Svc.m``, not ``f.<locals>.g``)
+    was defined in a class body: a method, bound to the instance.
+    """
+    if isinstance(fn, staticmethod):
+        return fn.__func__, None
+    if isinstance(fn, classmethod):
+        return fn.__func__, "class"
+    owner, _, _ = getattr(fn, "__qualname__", "").rpartition(".")
+    in_class = bool(owner) and not owner.endswith("<locals>")
+    return fn, "instance" if in_class and inspect.isfunction(fn) else None
+
+
+def _receiver(fn: Callable[..., Any]) -> str | None:
+    """The name of ``fn``'s first positional parameter (``self``, ``cls``), if it has one."""
+    first = next(iter(inspect.signature(fn).parameters.values()), None)
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return first.name if first is not None and first.kind in positional else None
+
+
 def _check_callable(fn: Callable[..., Any], name: str | None) -> None:
     shown = name or getattr(fn, "__name__", repr(fn))
     if not callable(fn):
@@ -174,6 +261,13 @@ def _check_callable(fn: Callable[..., Any], name: str | None) -> None:
             f"tool name {name!r} is not usable in a tool call: use letters, digits, _ and -, "
             "not starting with a digit"
         )
+    for param in inspect.signature(fn).parameters.values():
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            stars = "*" if param.kind is param.VAR_POSITIONAL else "**"
+            raise ConfigError(
+                f"tool {shown!r}: {stars}{param.name} would never receive anything (the model "
+                "passes only the named parameters it is shown); declare each parameter"
+            )
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

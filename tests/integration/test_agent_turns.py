@@ -543,6 +543,20 @@ async def test_response_format_with_tools_asks_again_when_the_answer_misses_it(
     assert "It is warm." not in (prompts(server)[1])
 
 
+async def test_a_json_schema_response_format_is_checked_like_a_model(tmp_path: Path) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"city": {"type": "string"}, "degrees": {"type": "integer"}},
+        "required": ["city", "degrees"],
+    }
+    script = ['{"foo": 1}<|eot_id|>', '{"city": "Rome", "degrees": 25}<|eot_id|>']
+    with VLLMTestServer(script) as server:
+        async with agent_on(server, tmp_path, tools=[get_weather], response_format=schema) as agent:
+            turn = await (await agent.create_session()).run("Weather in Rome as JSON")
+    assert "structured_outputs" in generations(server)[1]  # asked again, guided
+    assert json.loads(turn.output_text) == {"city": "Rome", "degrees": 25}
+
+
 async def test_backend_down_is_a_clear_error(tmp_path: Path) -> None:
     with VLLMTestServer([Reply(status=500, error="engine died")]) as server:
         async with agent_on(server, tmp_path) as agent:

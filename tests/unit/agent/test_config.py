@@ -67,6 +67,27 @@ def test_a_valid_agent_builds(tmp_path: Path) -> None:
         ({"model": "meta-llama/Llama-Guard-3-8B"}, UnsupportedFeatureError, "not a chat model"),
         ({"input_shields": ["guard"]}, ConfigError, "unknown shield 'guard'"),
         ({"memory_banks": ["kb"]}, ConfigError, "unknown memory_bank 'kb'"),
+        (
+            {"sampling": {"max_tokens": 1_000_000}},
+            ConfigError,
+            r"max_tokens \(1000000\) leaves no room for the prompt.*131072",
+        ),
+        (
+            {"sampling": {"max_tokens": 4096}, "context_length": 4096},
+            ConfigError,
+            "context of 4096 tokens",
+        ),
+        ({"response_format": {"type": "objekt"}}, ConfigError, "no valid JSON schema"),
+        (
+            {"model": LLAMA32, "client_tools": [ToolDefinition(name="get-weather")]},
+            ConfigError,
+            "pythonic format.*'get-weather'",
+        ),
+        (
+            {"response_format": {"type": "object", "properties": {"x": {"type": 3}}}},
+            ConfigError,
+            "at properties/x/type",
+        ),
     ],
 )
 def test_mistakes_fail_when_the_agent_is_built(
@@ -131,3 +152,24 @@ def test_durability_defaults_to_per_step_for_databases_and_exit_for_memory() -> 
 def test_from_dict_errors_name_the_field() -> None:
     with pytest.raises(ConfigError, match="response_format"):
         AgentConfig.from_dict({"model": LLAMA31, "response_format": 3})
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [
+        {"top_k": -5},
+        {"presence_penalty": 5},
+        {"frequency_penalty": -3},
+        {"repetition_penalty": 0},
+        {"repetition_penalty": float("inf")},
+    ],
+)
+def test_sampling_outside_vllms_ranges_fails_in_the_config(sampling: dict[str, float]) -> None:
+    with pytest.raises(ConfigError, match="sampling"):
+        AgentConfig.from_dict({"model": LLAMA31, "sampling": sampling})
+
+
+@pytest.mark.parametrize("top_k", [-1, 0, 1, 50])
+def test_top_k_takes_vllms_values(top_k: int) -> None:
+    config = AgentConfig.from_dict({"model": LLAMA31, "sampling": {"top_k": top_k}})
+    assert config.sampling.top_k == top_k

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 import pytest
 from pydantic import BaseModel
 
+from agentic._functions import pythonic_name_problems
 from agentic.errors import ConfigError, ToolArgumentsError
 from agentic.tools import FunctionTool, Tool, ToolContext, tool
 from agentic.types import ToolCall, ToolDefinition
@@ -285,3 +287,271 @@ def test_unresolvable_hint_is_a_config_error() -> None:
 
     with pytest.raises(ConfigError, match="cannot resolve a type hint"):
         tool(broken)
+
+
+# --- methods -----------------------------------------------------------------------------------
+
+
+class WeatherService:
+    def __init__(self, unit: str) -> None:
+        self.unit = unit
+
+    @tool
+    async def forecast(self, city: str, ctx: ToolContext[Deps]) -> str:
+        """Forecast for a city.
+
+        Args:
+            city: The city.
+        """
+        return f"{ctx.deps.greeting}: 25 {self.unit} in {city}"
+
+    @tool
+    def scale(this, value: int, /) -> str:
+        return f"{value} {this.unit}"
+
+    def plain(self, city: str) -> str:
+        return f"{city} in {self.unit}"
+
+
+async def test_a_method_tool_binds_to_its_instance() -> None:
+    celsius, fahrenheit = WeatherService("C"), WeatherService("F")
+    ctx = ctx_for("forecast", Deps("Hi"))
+
+    assert celsius.forecast.definition.parameters == {
+        "type": "object",
+        "properties": {"city": {"type": "string", "description": "The city."}},
+        "required": ["city"],
+    }
+    assert await celsius.forecast.call({"city": "Paris"}, ctx) == "Hi: 25 C in Paris"
+    assert await fahrenheit.forecast.call({"city": "Paris"}, ctx) == "Hi: 25 F in Paris"
+    assert await celsius.forecast("Rome", ctx) == "Hi: 25 C in Rome"
+    assert await WeatherService.forecast(fahrenheit, "Rome", ctx) == "Hi: 25 F in Rome"
+    assert list(celsius.scale.definition.parameters["properties"]) == ["value"]
+    assert await celsius.scale.call({"value": "3"}, ctx_for("scale")) == "3 C"
+    renamed = tool(name="forecast_here")(celsius.forecast)  # a tool of the bound tool
+    assert renamed.definition.parameters == celsius.forecast.definition.parameters
+    assert await renamed.call({"city": "Oslo"}, ctx) == "Hi: 25 C in Oslo"
+    bound_method = tool(fahrenheit.plain)
+    assert list(bound_method.definition.parameters["properties"]) == ["city"]
+    assert await bound_method.call({"city": "Oslo"}, ctx_for("plain")) == "Oslo in F"
+
+
+async def test_class_and_static_method_tools() -> None:
+    class Units:
+        @tool
+        @classmethod
+        def units(cls, system: str = "metric") -> str:
+            return f"{cls.__name__}: {system}"
+
+        @tool
+        @staticmethod
+        def convert(celsius: float) -> float:
+            return celsius * 9 / 5 + 32
+
+    for units in (Units.units, Units().units):
+        assert list(units.definition.parameters["properties"]) == ["system"]
+        assert await units.call({}, ctx_for("units")) == "Units: metric"
+    for convert in (Units.convert, Units().convert):
+        assert list(convert.definition.parameters["properties"]) == ["celsius"]
+        assert await convert.call({"celsius": 100}, ctx_for("convert")) == 212
+
+
+def test_an_unbound_method_tool_fails_when_given_to_an_agent() -> None:
+    from agentic.agent import AgentConfig, PersistenceConfig
+    from agentic.agent.core import build_core
+    from agentic.inference.vllm_server import VLLMServer
+    from agentic.tools import ToolExecutor
+
+    hint = r"give the agent `instance.forecast`.* not `WeatherService.forecast`"
+    with pytest.raises(ConfigError, match=hint):
+        ToolExecutor([WeatherService.forecast])
+    config = AgentConfig(
+        model="meta-llama/Llama-3.1-8B-Instruct",
+        persistence=PersistenceConfig(backend="memory"),
+        tools=["forecast"],
+    )
+    offline = VLLMServer("http://127.0.0.1:9/v1")  # never contacted
+    with pytest.raises(ConfigError, match=hint):
+        build_core(config, offline, tools=[WeatherService.forecast])
+
+
+def test_tool_below_staticmethod_fails_clearly() -> None:
+    class Misordered:
+        @staticmethod
+        @tool
+        def convert(celsius: float) -> float:
+            return celsius
+
+    with pytest.raises(ConfigError, match="put @tool above @staticmethod"):
+        _ = Misordered.convert.definition
+
+
+# --- docstrings --------------------------------------------------------------------------------
+
+
+def test_numpy_docstrings_describe_the_parameters() -> None:
+    @tool
+    def numpy_style(city: str, days: int = 1, hours: int = 0) -> str:
+        """Get the forecast.
+
+        Parameters
+        ----------
+        city : str
+            The city name,
+            with its country.
+        days, hours : int, optional
+            How far ahead.
+
+        Returns
+        -------
+        str
+            The forecast.
+        """
+        return city
+
+    props = numpy_style.definition.parameters["properties"]
+    assert numpy_style.definition.description == "Get the forecast."
+    assert props["city"]["description"] == "The city name, with its country."
+    assert props["days"]["description"] == props["hours"]["description"] == "How far ahead."
+
+
+def test_google_keyword_args_and_other_sections() -> None:
+    @tool
+    def search(query: str, when: str, *, limit: int = 5) -> str:
+        """Search things.
+
+        Example:
+            >>> search("llamas", "today")
+
+        Args:
+            query: The query.
+            when: ISO date.
+                Note: in UTC.
+
+        Keyword Args:
+            limit: Max results.
+
+        Raises:
+            ValueError: never.
+        """
+        return query
+
+    @tool
+    def no_args(x: int) -> int:
+        """Double a number.
+
+        Returns:
+            The double.
+
+        Note:
+            Cheap.
+        """
+        return 2 * x
+
+    props = search.definition.parameters["properties"]
+    assert search.definition.description == "Search things."
+    assert props["query"]["description"] == "The query."
+    assert props["when"]["description"] == "ISO date. Note: in UTC."
+    assert props["limit"]["description"] == "Max results."
+    assert no_args.definition.description == "Double a number."
+
+
+def test_partials_and_wrappers_show_the_wrapped_docstring() -> None:
+    def search(index: str, query: str, limit: int = 5) -> str:
+        """Search the product catalogue.
+
+        Args:
+            index: Which index.
+            query: What to look for.
+        """
+        return f"{index}:{query}"
+
+    def wrapper(query: str, limit: int = 5) -> str:
+        return search("products", query, limit)
+
+    wrapper.__wrapped__ = search  # type: ignore[attr-defined]  # wraps-style, without the doc
+    for fn in (functools.partial(search, "products"), wrapper):
+        t = tool(name="search_products")(fn)
+        assert t.definition.description == "Search the product catalogue."
+        assert t.definition.parameters["properties"]["query"]["description"] == (
+            "What to look for."
+        )
+
+
+# --- parameters --------------------------------------------------------------------------------
+
+
+async def test_parameters_named_like_pydantic_internals() -> None:
+    @tool
+    def configure(model_config: str, model_dump: bool = False, _private: int = 0) -> str:
+        """Configure.
+
+        Args:
+            model_config: Which config.
+        """
+        return f"{model_config}/{model_dump}/{_private}"
+
+    props = configure.definition.parameters["properties"]
+    assert list(props) == ["model_config", "model_dump", "_private"]
+    assert props["model_config"]["description"] == "Which config."
+    arguments = {"model_config": "a", "model_dump": "true", "_private": "2"}
+    assert await configure.call(arguments, ctx_for("configure")) == "a/True/2"
+    with pytest.raises(ToolArgumentsError) as info:
+        await configure.call({"_private": "x"}, ctx_for("configure"))
+    assert "model_config: Field required" in info.value.details
+    assert "_private: Input should be a valid integer" in info.value.details
+
+
+def test_var_positional_and_var_keyword_fail_at_decoration() -> None:
+    def var_args(city: str, *extra: str) -> str:
+        return city
+
+    def var_kwargs(city: str, **options: str) -> str:
+        return city
+
+    with pytest.raises(ConfigError, match=r"'var_args': \*extra would never receive"):
+        tool(var_args)
+    with pytest.raises(ConfigError, match=r"'var_kwargs': \*\*options would never receive"):
+        tool(var_kwargs)
+
+
+async def test_optional_context_is_injected() -> None:
+    @tool
+    def maybe(city: str, ctx: Optional[ToolContext] = None) -> str:  # type: ignore[type-arg]  # noqa: UP045
+        return f"{city}/{ctx.session_id if ctx else None}"
+
+    @tool
+    def maybe_deps(city: str, ctx: ToolContext[Deps] | None = None) -> str:
+        return f"{city}/{ctx.deps.greeting if ctx else None}"
+
+    ctx = ctx_for("maybe", Deps("Hi"))
+    assert list(maybe.definition.parameters["properties"]) == ["city"]
+    assert list(maybe_deps.definition.parameters["properties"]) == ["city"]
+    assert await maybe.call({"city": "P"}, ctx) == "P/s1"
+    assert await maybe_deps.call({"city": "P"}, ctx) == "P/Hi"
+
+
+def test_pythonic_name_problems() -> None:
+    @tool(name="get-weather")
+    def weather(city: str) -> str:
+        return city
+
+    @tool(name="import")
+    def importer(path: str) -> str:
+        return path
+
+    flights = ToolDefinition.from_json_schema(
+        "search_flights",
+        {"type": "object", "properties": {"from": {}, "to": {}, "ﬁle": {}}},
+    )
+    assert pythonic_name_problems(get_weather.definition) == []
+    assert pythonic_name_problems(weather.definition) == [
+        "tool name 'get-weather' is not a Python identifier"
+    ]
+    assert pythonic_name_problems(importer.definition) == [
+        "tool name 'import' is not a Python identifier"
+    ]
+    assert pythonic_name_problems(flights) == [
+        "tool 'search_flights': parameter 'from' is not a Python identifier",
+        "tool 'search_flights': parameter 'ﬁle' is not a Python identifier",
+    ]
