@@ -7,6 +7,8 @@ The top level holds what most scripts need; the sub-namespaces hold the rest:
 
 from __future__ import annotations
 
+import logging
+
 from agentic._sync import run_sync
 from agentic.agent import (
     Agent,
@@ -79,6 +81,10 @@ from agentic.types import (
 )
 
 __version__ = "0.1.0"
+
+# a library leaves logging to the application: without its configuration, our warnings (a
+# tool that failed, with its traceback) go nowhere instead of to Python's last-resort stderr
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "Agent",

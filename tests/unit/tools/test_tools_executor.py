@@ -142,6 +142,28 @@ async def test_an_exception_becomes_a_short_message_and_is_logged(
     assert r.content == "Tool 'fail' failed: ValueError"
 
 
+def test_without_logging_configured_a_failing_tool_prints_nothing() -> None:
+    import subprocess
+    import sys
+
+    script = """
+import asyncio
+from agentic.tools import ToolExecutor, tool
+from agentic.types import ToolCall
+
+@tool
+def broken() -> str:
+    raise ValueError("disk full")
+
+[r] = asyncio.run(ToolExecutor([broken]).run([ToolCall(tool_name="broken")]))
+print(r.content)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "Tool 'broken' failed: ValueError: disk full"
+    assert done.stderr == ""  # no traceback from Python's last-resort handler
+
+
 async def test_tool_retry_sends_its_message_verbatim() -> None:
     @tool
     async def lookup(city: str) -> str:
