@@ -352,24 +352,59 @@ class ToolDefinition(_Frozen):
         return cls(name=name or fs.name, description=fs.description, parameters=fs.parameters)
 
     def params(self) -> list[ToolParam]:
-        """Top-level parameters in schema order, with Llama's ``param_type`` naming."""
+        """Top-level parameters in schema order, with Llama's ``param_type`` naming.
+
+        The Llama tool prompts show a parameter's type and description only, so what the
+        type alone does not say (allowed values, the fields of an object, what a list holds)
+        is added to the description; ``$ref`` s into ``$defs`` are followed.
+        """
         props: Mapping[str, Any] = self.parameters.get("properties") or {}
         required = set(self.parameters.get("required") or [])
+        defs: Mapping[str, Any] = self.parameters.get("$defs") or {}
         out = []
-        for pname, prop in props.items():
+        for pname, raw in props.items():
+            prop = _resolved(raw, defs)
+            description = raw.get("description") or prop.get("description")
+            details = _details(prop, defs)
+            if details:
+                description = f"{description.rstrip()} {details}" if description else details
             out.append(
                 ToolParam(
                     name=pname,
-                    param_type=_param_type(prop),
-                    description=prop.get("description"),
+                    param_type=_param_type(prop, defs),
+                    description=description,
                     required=pname in required,
-                    default=prop.get("default"),
+                    default=raw.get("default", prop.get("default")),
                 )
             )
         return out
 
 
-def _param_type(prop: Mapping[str, Any]) -> str:
+def _resolved(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``prop`` with a local ``$ref`` (also one wrapped alone in ``allOf``) followed."""
+    for _ in range(8):  # a chain of references, never a cycle
+        ref = prop.get("$ref")
+        if ref is None and len(prop.get("allOf") or ()) == 1:
+            ref = prop["allOf"][0].get("$ref")
+        if not isinstance(ref, str) or not ref.startswith("#/$defs/"):
+            return prop
+        target = defs.get(ref.removeprefix("#/$defs/"))
+        if not isinstance(target, Mapping):
+            return prop
+        prop = target
+    return prop
+
+
+def _variants(prop: Mapping[str, Any], defs: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    for key in ("anyOf", "oneOf"):
+        if isinstance(prop.get(key), list):
+            return [_resolved(p, defs) for p in prop[key] if isinstance(p, Mapping)]
+    return [prop]
+
+
+def _param_type(prop: Mapping[str, Any], defs: Mapping[str, Any] | None = None) -> str:
+    defs = defs or {}
+    prop = _resolved(prop, defs)
     kind = prop.get("type")
     if isinstance(kind, str):
         return kind
@@ -377,10 +412,50 @@ def _param_type(prop: Mapping[str, Any]) -> str:
         return " | ".join(str(k) for k in kind)
     for key in ("anyOf", "oneOf"):
         if key in prop:
-            return " | ".join(_param_type(p) for p in prop[key])
+            return " | ".join(_param_type(p, defs) for p in prop[key])
     if "enum" in prop:
         return "string"
     return "object"
+
+
+def _details(prop: Mapping[str, Any], defs: Mapping[str, Any], depth: int = 0) -> str:
+    """What a parameter's type does not say, as a sentence or two (empty when nothing)."""
+    parts: list[str] = []
+    values = [v for p in _variants(prop, defs) for v in _allowed(p)]
+    if values:
+        # single quotes: the reference templates put descriptions into JSON unescaped
+        parts.append("One of: " + ", ".join(_shown(v) for v in values) + ".")
+    for variant in _variants(prop, defs):
+        if variant.get("type") == "array" and isinstance(variant.get("items"), Mapping):
+            items = _resolved(variant["items"], defs)
+            inner = _details(items, defs, depth + 1) if depth < 2 else ""
+            parts.append(
+                f"A list of {_param_type(items, defs)}." + (f" Each: {inner}" if inner else "")
+            )
+        elif variant.get("type") == "object" and isinstance(variant.get("properties"), Mapping):
+            if depth >= 2:
+                continue
+            required = set(variant.get("required") or ())
+            fields = []
+            for name, sub in variant["properties"].items():
+                sub = _resolved(sub, defs)
+                note = _details(sub, defs, depth + 1)
+                fields.append(
+                    f"{name} ({_param_type(sub, defs)}{', required' if name in required else ''})"
+                    + (f": {note}" if note else "")
+                )
+            parts.append("An object with " + "; ".join(fields) + ".")
+    return " ".join(parts)
+
+
+def _shown(value: Any) -> str:
+    return f"'{value}'" if isinstance(value, str) else json.dumps(value)
+
+
+def _allowed(prop: Mapping[str, Any]) -> list[Any]:
+    if isinstance(prop.get("enum"), list):
+        return list(prop["enum"])
+    return [prop["const"]] if "const" in prop else []
 
 
 def json_schema_of(fmt: type[BaseModel] | Mapping[str, Any]) -> dict[str, Any]:

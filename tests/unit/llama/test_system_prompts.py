@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+from enum import Enum
+from typing import Literal
 
 import pytest
 from helpers import TRENDING, schema_tool
+from pydantic import BaseModel
 
+from agentic.llama import render_prompt
 from agentic.llama import system_prompts as sp
-from agentic.types import ToolDefinition
+from agentic.tools import tool
+from agentic.types import ToolDefinition, UserMessage
 
 WEATHER = schema_tool(
     "get_weather",
@@ -270,3 +275,48 @@ def test_response_format_prompt_uses_plain_json_dumps() -> None:
 )
 def test_code_interpreter_result(success: bool, stdout: str, stderr: str, text: str) -> None:
     assert sp.format_code_interpreter_result(success=success, stdout=stdout, stderr=stderr) == text
+
+
+class Unit(Enum):
+    celsius = "celsius"
+    fahrenheit = "fahrenheit"
+
+
+class Address(BaseModel):
+    street: str
+    zip_code: str | None = None
+
+
+def test_what_a_parameters_type_does_not_say_goes_into_its_description() -> None:
+    @tool
+    def ship(
+        address: Address,
+        unit: Unit,
+        speed: Literal["slow", "express"] = "slow",
+        items: list[int] | None = None,
+        note: str = "",
+    ) -> str:
+        """Ship a parcel.
+
+        Args:
+            address: Where to.
+            unit: Temperature unit.
+            speed: Shipping speed.
+            items: Item ids.
+            note: A note.
+        """
+        return ""
+
+    params = {p.name: p for p in ship.definition.params()}
+    assert params["address"].param_type == "object"  # a $ref followed
+    assert params["address"].description == (
+        "Where to. An object with street (string, required); zip_code (string | null)."
+    )
+    assert params["unit"].description == "Temperature unit. One of: 'celsius', 'fahrenheit'."
+    assert params["speed"].description == "Shipping speed. One of: 'slow', 'express'."
+    assert params["items"].description == "Item ids. A list of integer."
+    assert params["note"].description == "A note."  # a plain type says it all
+    for model in ("meta-llama/Llama-3.1-8B-Instruct", "meta-llama/Llama-3.2-3B-Instruct"):
+        prompt = render_prompt([UserMessage(content="x")], model=model, tools=[ship.definition])
+        assert "One of: 'slow', 'express'." in prompt
+        assert "zip_code (string | null)" in prompt
