@@ -18,6 +18,8 @@ Deliberate differences from the reference, each for a case a user would hit:
   ``parameters``, as an object or a JSON string. Values must be JSON data (no NaN, sets or
   bytes). Where the reference raises (a JSON call without arguments, a bare name as a value),
   the output is text.
+- Pythonic lists in a row (``[a(x=1)][b(y=2)]``) are calls too: that is how the reference
+  writes a message's several calls into the history, so a model may answer that way.
 - Whole-body JSON and pythonic lists are tried before the searches anywhere in the text, so a
   call whose string argument quotes ``<function=...>`` is that call, not the quoted one.
 - A custom call to a built-in name keeps the argument the tool expects (``query``, or ``code``
@@ -300,27 +302,35 @@ def _whole_list(text: str) -> ast.List | None:
 
 
 def _pylist_calls(text: str, *, final: bool) -> _Verdict:
-    """Calls when the whole text is a pythonic list; while streaming, MORE until decided."""
+    """Calls when the whole text is pythonic lists of calls; while streaming, MORE until
+    decided. Several lists in a row (``[a(x=1)][b(y=2)]``) are how the reference writes a
+    message's calls into the history, so a model may well answer that way too."""
     head = text.strip() if final else text.lstrip()
     if not _PYLIST_HEAD.match(head):
         return None
-    if final:
-        node = _whole_list(head)
-        return _calls_from_list(node) if node is not None else None
-    depth = 0
+    calls: list[ToolCall] = []
+    start = depth = 0
     for token in _PY_TOKENS.finditer(head):
         mark = token.group()
         if token.group("open") is not None:
-            return _MORE
+            return None if final else _MORE  # a string still open
         if mark[0] in "'\"":
             continue
         depth += 1 if mark in "([{" else -1
-        node = _whole_list(head[: token.end()]) if depth == 0 else None
-        if node is not None:
-            if _calls_from_list(node) is None or head[token.end() :].strip():
-                return None
-            return _MORE
-    return _MORE
+        if depth > 0:
+            continue
+        node = _whole_list(head[start : token.end()])
+        found = _calls_from_list(node) if node is not None else None
+        if found is None:
+            return None
+        calls += found
+        after = _skip_ws(head, token.end())
+        if after == len(head):
+            return calls if final else _MORE
+        if not _PYLIST_HEAD.match(head, after):
+            return None  # text after the calls: an answer that merely starts with one
+        start = after
+    return None if final else _MORE
 
 
 def _whole_body_calls(body: str, *, final: bool) -> _Verdict:

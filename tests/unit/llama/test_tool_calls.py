@@ -300,7 +300,8 @@ def test_agrees_with_the_reference_parser(
         "Calling [f(a=1)]",  # text before a list
         "[f(a=1)] done",  # text after a list
         "[f(a=1)] # note",
-        "[f(a=1)][g(b=2)]",
+        "[f(a=1)][g(b=2)] done",  # text after lists
+        "[f(a=1)]; [g(b=2)]",
         "f(a=1)",  # bare call
         "[f(a=b)]",  # bare name value (the reference raises)
         "[f(a=g(x=1))]",
@@ -682,3 +683,22 @@ def test_code_after_the_python_tag_is_text_without_the_code_interpreter() -> Non
     assert parser.finish() == message
     good = f'{PYTHON_TAG}brave_search.call(query="x"){END_OF_MESSAGE}'
     assert parse_completion(good, code_interpreter=False).tool_calls[0].tool_name == "brave_search"
+
+
+@pytest.mark.parametrize("gap", ["", " ", "\n"])
+def test_lists_in_a_row_are_calls_as_the_history_writes_them(gap: str) -> None:
+    calls = [
+        ToolCall(tool_name="f", arguments={"a": 1}),
+        ToolCall(tool_name="g", arguments={"b": "]"}),
+    ]
+    text = gap.join(encode_tool_call(c, ToolPromptFormat.python_list) for c in calls)
+    assert text.replace(gap, "") == '[f(a=1)][g(b="]")]'
+    message = parse_completion(text + END_OF_TURN, model="meta-llama/Llama-3.2-3B-Instruct")
+    assert [(c.tool_name, c.arguments) for c in message.tool_calls] == [
+        ("f", {"a": 1}),
+        ("g", {"b": "]"}),
+    ]
+    parser = StreamingToolCallParser(model="meta-llama/Llama-3.2-3B-Instruct")
+    events = [e for ch in text + END_OF_TURN for e in parser.feed(ch)] + parser.end()
+    assert [e.call.tool_name for e in events if isinstance(e, ToolCallChunk)] == ["f", "g"]
+    assert not any(isinstance(e, TextChunk) for e in events)
