@@ -33,6 +33,8 @@ to steer a run (``agentic.tools.ToolRetry``) are not errors and live outside thi
 
 from __future__ import annotations
 
+import os
+
 __all__ = [
     "AgenticError",
     "BackendResponseError",
@@ -137,7 +139,12 @@ class SessionBusyError(UserError):
         self.session_id = session_id
         self.holder = holder
         """Which other process runs the turn (None: this one)."""
-        where = "" if holder is None else f" in another process ({holder})"
+        if holder is None:
+            where = ""
+        elif holder.startswith(f"process {os.getpid()} "):
+            where = f" in another Agent of this process, on the same database ({holder})"
+        else:
+            where = f" in another process ({holder})"
         super().__init__(
             f"session {session_id!r} is already running a turn{where}; turns on one session "
             "run one at a time (wait for it, or use another session)"

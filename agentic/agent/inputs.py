@@ -3,7 +3,7 @@ client-side tool results."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,11 @@ def _by_call(results: Any) -> dict[str, Any]:
     """Results keyed by call id, from a mapping or a list of messages / responses / dicts."""
     if isinstance(results, Mapping):
         return dict(results)
+    if isinstance(results, str | bytes) or not isinstance(results, Iterable):
+        raise ConfigError(
+            "tool results must be {call_id: result, ...} (the ids of the turn's "
+            f"pending_tool_calls) or a list of ToolMessage; got {results!r}"
+        )
     out: dict[str, Any] = {}
     for item in results:
         if isinstance(item, ToolMessage | ToolResponse):

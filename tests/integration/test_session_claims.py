@@ -38,11 +38,11 @@ async def test_agents_sharing_a_file_run_one_turn_per_session_at_a_time(tmp_path
             first = asyncio.ensure_future(session.run("one"))
             await asyncio.sleep(0.3)
             other = await b.get_session(session.id)
-            with pytest.raises(SessionBusyError, match="in another process") as busy:
+            with pytest.raises(SessionBusyError, match="in another Agent of this process") as busy:
                 await other.run("two")
             assert busy.value.holder is not None
             assert f"process {os.getpid()} on " in busy.value.holder
-            with pytest.raises(SessionBusyError, match="in another process"):
+            with pytest.raises(SessionBusyError, match="in another Agent of this process"):
                 await b.delete_session(session.id)
             free = await b.create_session()  # other sessions are not held up
             assert (await first).output_text == "Slow answer."
@@ -141,7 +141,7 @@ async def test_replicas_on_one_postgres_run_one_turn_per_session_at_a_time(
             session = await a.create_session()
             first = asyncio.ensure_future(session.run("one"))
             await asyncio.sleep(0.3)
-            with pytest.raises(SessionBusyError, match="in another process"):
+            with pytest.raises(SessionBusyError, match="in another Agent of this process"):
                 await (await b.get_session(session.id)).run("two")
             assert (await first).output_text == "Slow answer."
             second = await (await b.get_session(session.id)).run("two")

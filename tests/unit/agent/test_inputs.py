@@ -94,3 +94,6 @@ def test_client_results_must_match_the_pending_calls() -> None:
         client_responses(CALLS, {"a": "x", "b": "y", "zzz": "?"}, CONFIG)
     with pytest.raises(ConfigError, match="tool results must be"):
         client_responses(CALLS, ["just a string"], CONFIG)
+    for bare in ("Paris", b"Paris", 42):  # a result without its call id
+        with pytest.raises(ConfigError, match=r"must be \{call_id: result"):
+            client_responses(CALLS, bare, CONFIG)
