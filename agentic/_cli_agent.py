@@ -1,7 +1,8 @@
 """``agentic run`` and ``agentic chat``: agents from the command line.
 
 Answers stream to stdout as the model writes them; steps are shown compactly on stderr, so
-``agentic run agent.yaml "question" > answer.txt`` keeps only the answer.
+``agentic run agent.yaml "question" > answer.txt`` keeps only the answer. A turn that failed or
+was stopped stays unfinished; the CLI continues it before the session's next message.
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from agentic.agent import (
     Agent,
@@ -24,9 +26,12 @@ from agentic.agent import (
     Step,
     ToolExecutionStep,
     Turn,
+    TurnStatus,
+    TurnStream,
 )
+from agentic.cli import print_error
 from agentic.config import Settings
-from agentic.errors import ConfigError, UnknownModelError
+from agentic.errors import AgenticError, ConfigError, SessionStateError, UnknownModelError
 from agentic.inference.vllm_server import VLLMServer
 from agentic.llama.models import resolve_model
 from agentic.types import content_text
@@ -66,25 +71,57 @@ def describe_step(step: Step) -> str:
 async def _print_turn(events: AsyncIterator[Event], out: TextIO, err: TextIO) -> Turn | None:
     turn: Turn | None = None
     for_text = False
-    async for event in events:
-        if event.event == "step_progress" and event.text:
-            if event.replaced:  # a shield withheld the rest of the answer
-                out.write("\n[the rest was withheld by a shield] " if for_text else "")
-            out.write(event.text)
+    try:
+        async for event in events:
+            if event.event == "step_progress" and event.text:
+                if event.replaced:  # a shield withheld the rest of the answer
+                    out.write("\n[the rest was withheld by a shield] " if for_text else "")
+                out.write(event.text)
+                out.flush()
+                for_text = True
+            elif event.event == "step_complete":
+                if for_text:
+                    out.write("\n")
+                    for_text = False
+                print(describe_step(event.step), file=err, flush=True)
+            elif event.event == "turn_complete":
+                turn = event.turn
+            elif event.event == "turn_awaiting_input":
+                names = ", ".join(c.tool_name for c in event.tool_calls)
+                print(f"· waiting for client tools: {names}", file=err)
+                turn = event.turn
+    finally:
+        if for_text:  # an answer cut short (an error, Ctrl-C) still ends its line
+            out.write("\n")
             out.flush()
-            for_text = True
-        elif event.event == "step_complete":
-            if for_text:
-                out.write("\n")
-                for_text = False
-            print(describe_step(event.step), file=err, flush=True)
-        elif event.event == "turn_complete":
-            turn = event.turn
-        elif event.event == "turn_awaiting_input":
-            names = ", ".join(c.tool_name for c in event.tool_calls)
-            print(f"· waiting for client tools: {names}", file=err)
-            turn = event.turn
     return turn
+
+
+async def _show(stream: TurnStream) -> Turn | None:
+    async with stream:  # closed (and the session freed) however the turn ends
+        return await _print_turn(stream, sys.stdout, sys.stderr)
+
+
+async def _ask(session: Session, message: str) -> Turn | None:
+    """A turn for ``message``; the session's unfinished turn, if any, is continued first."""
+    try:
+        return await _show(session.turn(message))
+    except SessionStateError:  # refused before it started: the last turn did not finish
+        await _continue(session)
+    return await _show(session.turn(message))
+
+
+async def _continue(session: Session) -> Turn | None:
+    """Continue the session's unfinished turn (one that failed or was stopped)."""
+    turns = await session.turns()
+    if turns and turns[-1].status is TurnStatus.awaiting_input:
+        names = ", ".join(c.tool_name for c in turns[-1].pending_tool_calls)
+        raise SessionStateError(
+            f"session {session.id} waits for the results of client tools ({names}), which "
+            "the CLI cannot give; give them from Python, or leave out --session for a new one"
+        )
+    print("· continuing the session's unfinished turn", file=sys.stderr)
+    return await _show(session.resume())
 
 
 async def _served_model(backend: VLLMServer) -> str:
@@ -106,60 +143,101 @@ async def _served_model(backend: VLLMServer) -> str:
     return model.id  # resolve_model raises the clear error when the agent is built
 
 
+def _settings(path: Path) -> dict[str, Any]:
+    """The settings in AGENT.yaml, read as they are (its ``model`` may be left out)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read agent config {str(path)!r}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"agent config {str(path)!r} must be a mapping of settings")
+    return data
+
+
 async def _agent(args: argparse.Namespace, backend: VLLMServer) -> Agent:
-    if args.config:
-        config = AgentConfig.from_yaml(args.config)
-        data = config.model_dump(exclude={"model"})
-        model = args.model or config.model
-    else:
-        data = {}
-        model = args.model or await _served_model(backend)
-    config = AgentConfig.model_validate({**data, "model": model})
+    data = _settings(args.config) if args.config else {}
+    model = args.model or data.get("model") or await _served_model(backend)
+    try:
+        config = AgentConfig.from_dict({**data, "model": model})
+    except ConfigError as exc:
+        if args.config is None:
+            raise
+        raise ConfigError(f"{exc} (in {str(args.config)!r})") from exc
     return Agent(config, backend=backend, settings=Settings())
 
 
-async def _session(agent: Agent, session_id: str | None) -> Session:
-    if session_id:
-        return await agent.get_session(session_id)
+async def _open(args: argparse.Namespace, stack: AsyncExitStack) -> Session:
+    """The session to talk in; ``stack`` closes the agent and its backend."""
+    backend = VLLMServer(args.base_url, max_retries=1)
+    stack.push_async_callback(backend.aclose)
+    agent = await _agent(args, backend)
+    await stack.enter_async_context(agent)
+    if args.session:
+        return await agent.get_session(args.session)
     return await agent.create_session()
 
 
 async def _run(args: argparse.Namespace) -> int:
-    backend = VLLMServer(args.base_url, max_retries=1)
-    try:
-        agent = await _agent(args, backend)
-        async with agent:
-            session = await _session(agent, args.session)
-            turn = await _print_turn(session.turn(args.message).__aiter__(), sys.stdout, sys.stderr)
+    async with AsyncExitStack() as stack:
+        session = await _open(args, stack)
+        try:
+            turn = await _ask(session, args.message)
+        finally:  # also after an error or Ctrl-C: --session with this id continues the turn
             print(f"· session {session.id}", file=sys.stderr)
-            return 0 if turn is not None else 1
-    finally:
-        await backend.aclose()
+        return 0 if turn is not None else 1
 
 
-async def _chat(args: argparse.Namespace, read: Callable[[], str | None]) -> int:
-    backend = VLLMServer(args.base_url, max_retries=1)
-    try:
-        agent = await _agent(args, backend)
-        async with agent:
-            session = await _session(agent, args.session)
-            print(
-                f"· chatting with {agent.config.model} (session {session.id}); "
-                "empty line or Ctrl-D to quit",
-                file=sys.stderr,
-            )
-            while (line := await asyncio.to_thread(read)) is not None and line.strip():
-                await _print_turn(session.turn(line.strip()).__aiter__(), sys.stdout, sys.stderr)
-            return 0
-    finally:
-        await backend.aclose()
+def _chat(args: argparse.Namespace) -> int:
+    # lines are read on the main thread, between turns, so Ctrl-C at the prompt interrupts
+    # input() itself; during a turn asyncio.Runner turns it into the turn's cancellation
+    stack = AsyncExitStack()
+    with asyncio.Runner() as runner:
+        try:
+            session = runner.run(_open(args, stack))
+            model = session.agent.config.model
+            print(f"· chatting with {model} (session {session.id}); {_QUIT}", file=sys.stderr)
+            _converse(runner, session)
+        finally:
+            runner.run(stack.aclose())
+    return 0
+
+
+def _converse(runner: asyncio.Runner, session: Session) -> None:
+    """Answer line after line; a turn that fails or is stopped does not end the chat."""
+    while (line := _read_line()) is not None and (line := line.strip()):
+        try:
+            runner.run(_continue(session) if line == _RETRY else _ask(session, line))
+        except AgenticError as exc:  # this turn failed; the chat goes on
+            print_error(exc)
+        except KeyboardInterrupt:
+            print(f"· stopped; {_RETRY} continues the answer", file=sys.stderr)
 
 
 def _read_line() -> str | None:
+    """The next line, or None at the end of input; the prompt is shown only at a terminal."""
+    tty = sys.stdin.isatty()
+    line = None
     try:
-        return input("> ")
+        line = input("> " if tty else "")
     except EOFError:
-        return None
+        pass
+    finally:
+        if tty and line is None:  # Ctrl-D or Ctrl-C: the shell's prompt gets a line of its own
+            print(file=sys.stderr)
+    return line
+
+
+_RETRY = "/retry"
+_QUIT = "empty line or Ctrl-D to quit"
+_UNFINISHED = """\
+A turn that failed or was stopped (Ctrl-C) stays unfinished in its session; the session's
+next message, now or later with --session ID, continues it first."""
+_CHAT_HELP = f"""\
+Type one message per line; an empty line or Ctrl-D quits. Ctrl-C stops an answer (at the
+prompt, it quits). {_RETRY} continues a turn that failed or was stopped.
+{_UNFINISHED}"""
 
 
 def add_agent_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -169,15 +247,29 @@ def add_agent_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         p.add_argument(
             "--base-url", default=None, help="vLLM server (default http://localhost:8000/v1)"
         )
-        p.add_argument("--model", default=None, help="model id (default: the server's only model)")
+        p.add_argument(
+            "--model",
+            default=None,
+            help="model id (default: AGENT.yaml's model, else the server's only model)",
+        )
         p.add_argument("--session", default=None, help="continue this session id")
 
-    run = sub.add_parser("run", help="run one turn of the agent in AGENT.yaml")
+    run = sub.add_parser(
+        "run",
+        help="run one turn of the agent in AGENT.yaml",
+        epilog=_UNFINISHED,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run.add_argument("config", type=Path, metavar="AGENT.yaml")
     run.add_argument("message")
     common(run)
     run.set_defaults(func=lambda a: asyncio.run(_run(a)))
-    chat = sub.add_parser("chat", help="chat with a model (or the agent in --config)")
+    chat = sub.add_parser(
+        "chat",
+        help="chat with a model (or the agent in --config)",
+        epilog=_CHAT_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     chat.add_argument("--config", type=Path, default=None, metavar="AGENT.yaml")
     common(chat)
-    chat.set_defaults(func=lambda a: asyncio.run(_chat(a, _read_line)))
+    chat.set_defaults(func=_chat)

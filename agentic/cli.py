@@ -13,7 +13,10 @@ from agentic import __version__
 from agentic.errors import AgenticError, MissingDependencyError
 from agentic.llama.models import ModelSpec, known_models, resolve_model
 
-__all__ = ["main", "vllm_serve_command"]
+__all__ = ["main", "print_error", "vllm_serve_command"]
+
+_INTERRUPTED = 128 + 2
+"""The exit status of a command stopped with Ctrl-C (SIGINT), as shells report it."""
 
 
 def vllm_serve_command(
@@ -88,15 +91,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if "--" in argv:  # everything after -- goes to vllm unchanged
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1 :]
-    args = _parser().parse_args(argv)
-    if extra:
-        args.extra = extra
     try:
+        args = _parser().parse_args(argv)  # imports the agent commands: Ctrl-C may come here
+        if extra:
+            args.extra = extra
         code: int = args.func(args)
     except AgenticError as exc:
-        print(f"agentic: {' '.join(str(exc).split())}", file=sys.stderr)  # one line
+        print_error(exc)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C: the command already stopped what it was doing
+        return _INTERRUPTED
     return code
+
+
+def print_error(exc: AgenticError) -> None:
+    """Show an error as one line on stderr."""
+    print(f"agentic: {' '.join(str(exc).split())}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

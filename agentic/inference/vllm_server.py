@@ -462,8 +462,12 @@ class VLLMServer:
     # -- models and tokens -----------------------------------------------------------------
 
     async def models(self) -> list[ServedModel]:
-        """The models the server serves (``/v1/models``); also refreshes the cached list."""
-        served = await self._fetch_models("")
+        """The models the server serves (``/v1/models``); also refreshes the cached list.
+
+        A server without the list (404) raises :class:`BackendResponseError`: a base URL
+        that does not end in ``/v1``, most likely.
+        """
+        served = await self._fetch_models("", missing_ok=False)
         self._served = served
         self._targets.clear()
         return served
@@ -504,11 +508,11 @@ class VLLMServer:
         except (KeyError, TypeError, ValueError) as exc:
             raise errors.malformed(self.base_url, json.dumps(payload), exc) from exc
 
-    async def _fetch_models(self, model: str) -> list[ServedModel]:
+    async def _fetch_models(self, model: str, *, missing_ok: bool = True) -> list[ServedModel]:
         try:
             payload = await self._json(self._models_url, None, _Attempts(model))
         except BackendResponseError as exc:
-            if exc.status_code == 404:  # not vLLM, or an old proxy: no model list to use
+            if exc.status_code == 404 and missing_ok:  # not vLLM, or an old proxy: no list
                 return []
             raise
         try:

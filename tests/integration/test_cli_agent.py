@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import io
+import signal
 import socket
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -13,9 +19,11 @@ from agentic import _cli_agent
 from agentic._cli_agent import _print_turn
 from agentic.agent import Event, StepProgress, StepType
 from agentic.cli import main
-from agentic.testing import VLLMTestServer
+from agentic.testing import Reply, VLLMTestServer
 
 LLAMA31 = "meta-llama/Llama-3.1-8B-Instruct"
+SLOW = Reply("slow " * 200, token_delay=0.02)
+"""An answer that streams for seconds: time to press Ctrl-C."""
 
 
 @pytest.fixture(autouse=True)
@@ -81,4 +89,213 @@ async def test_withheld_text_is_marked_where_the_refusal_starts() -> None:
 
     out, err = io.StringIO(), io.StringIO()
     assert await _print_turn(events(), out, err) is None
-    assert out.getvalue() == "Mix the \n[the rest was withheld by a shield] I can't help with that."
+    assert (
+        out.getvalue() == "Mix the \n[the rest was withheld by a shield] I can't help with that.\n"
+    )
+
+
+def _chat_lines(monkeypatch: pytest.MonkeyPatch, *lines: str) -> None:
+    """Type ``lines`` into ``agentic chat``, then Ctrl-D."""
+    typed: Iterator[str | None] = iter([*lines, None])
+    monkeypatch.setattr(_cli_agent, "_read_line", lambda: next(typed))
+
+
+def _agent_yaml(tmp_path: Path, text: str = f"name: helper\nmodel: {LLAMA31}\n") -> str:
+    config = tmp_path / "agent.yaml"
+    config.write_text(text)
+    return str(config)
+
+
+def _session_id(err: str) -> str:
+    return next(line.split()[-1] for line in err.splitlines() if line.startswith("· session "))
+
+
+def test_a_failed_turn_is_one_line_and_the_next_message_continues_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _chat_lines(monkeypatch, "first", "second", "third")
+    script: list[str | Reply] = [
+        "One.",
+        Reply(status=500, error="CUDA error: out of memory"),
+        "Two.",
+        "Three.",
+    ]
+    with VLLMTestServer(script) as server:
+        code = main(["chat", "--base-url", server.base_url])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert out == "One.\nTwo.\nThree.\n"  # "second" answered before "third"
+    errors = [line for line in err.splitlines() if line.startswith("agentic:")]
+    assert len(errors) == 1
+    assert "500: CUDA error: out of memory" in errors[0]
+    assert "continuing the session's unfinished turn" in err
+    assert "second" in (server.requests[-1].prompt or "")
+
+
+def test_retry_continues_a_failed_turn(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _chat_lines(monkeypatch, "first", "/retry")
+    with VLLMTestServer([Reply(status=500, error="overloaded"), "One.<|eot_id|>"]) as server:
+        code = main(["chat", "--base-url", server.base_url])
+    assert code == 0
+    assert capsys.readouterr().out == "One.\n"
+    assert server.remaining == 0
+
+
+def test_run_with_session_continues_its_unfinished_turn(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _agent_yaml(tmp_path)
+    script: list[str | Reply] = [Reply(status=500, error="overloaded"), "Paris.", "Rome."]
+    with VLLMTestServer(script) as server:
+        url = ["--base-url", server.base_url]
+        assert main(["run", config, "Capital of France?", *url]) == 2
+        session = _session_id(capsys.readouterr().err)
+        code = main(["run", config, "And of Italy?", *url, "--session", session])
+    out, err = capsys.readouterr()
+    assert code == 0
+    assert out == "Paris.\nRome.\n"
+    assert "continuing the session's unfinished turn" in err
+    assert "session.resume" not in err
+
+
+@pytest.mark.parametrize(
+    ("served", "flags"),
+    [([LLAMA31], []), ([LLAMA31, "meta-llama/Llama-3.2-3B-Instruct"], ["--model", LLAMA31])],
+    ids=["the-servers-only-model", "model-flag"],
+)
+def test_run_fills_a_config_without_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], served: list[str], flags: list[str]
+) -> None:
+    config = _agent_yaml(tmp_path, "name: helper\ninstructions: Be brief.\n")
+    with VLLMTestServer(["Paris."], models=served) as server:
+        code = main(["run", config, "Capital of France?", "--base-url", server.base_url, *flags])
+    assert code == 0
+    assert capsys.readouterr().out == "Paris.\n"
+    assert (server.requests[-1].body or {})["model"] == LLAMA31
+
+
+def test_chat_says_when_the_base_url_lacks_v1(capsys: pytest.CaptureFixture[str]) -> None:
+    with VLLMTestServer([]) as server:
+        code = main(["chat", "--base-url", server.url])
+    assert code == 2
+    assert "ending in /v1" in capsys.readouterr().err
+
+
+def test_no_prompt_when_input_is_not_a_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Hi\nBye\n"))
+    with VLLMTestServer(["Hello!", "Goodbye!"]) as server:
+        code = main(["chat", "--base-url", server.base_url])
+    assert code == 0
+    assert capsys.readouterr().out == "Hello!\nGoodbye!\n"
+
+
+class _Cli:
+    """``agentic`` in a process of its own (to send it Ctrl-C), its output gathered."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "agentic.cli", *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        self.out, self.err = bytearray(), bytearray()
+        self._readers = [
+            threading.Thread(target=_gather, args=(pipe, into), daemon=True)
+            for pipe, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def wait_for(self, text: str, stream: bytearray, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while text.encode() not in stream:
+            assert self.proc.poll() is None, f"exited: {self.err.decode()}"
+            assert time.monotonic() < deadline, f"no {text!r} in {stream.decode()!r}"
+            time.sleep(0.02)
+
+    def type(self, line: str) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(f"{line}\n".encode())
+        self.proc.stdin.flush()
+
+    def ctrl_c(self) -> None:
+        self.proc.send_signal(signal.SIGINT)
+
+    def end_input(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+
+    def wait(self) -> int:
+        code = self.proc.wait(30)
+        for reader in self._readers:
+            reader.join(5)
+        return code
+
+
+def _gather(pipe: IO[bytes] | None, into: bytearray) -> None:
+    assert pipe is not None
+    while chunk := pipe.read1(4096):  # type: ignore[attr-defined]  # a BufferedReader
+        into += chunk
+
+
+@pytest.fixture
+def cli() -> Iterator[type[_Cli]]:
+    started: list[_Cli] = []
+
+    class Started(_Cli):
+        def __init__(self, *args: str) -> None:
+            super().__init__(*args)
+            started.append(self)
+
+    yield Started
+    for one in started:
+        if one.proc.poll() is None:
+            one.proc.kill()
+            one.proc.wait()
+
+
+def test_ctrl_c_stops_an_answer_and_the_chat_goes_on(cli: type[_Cli]) -> None:
+    with VLLMTestServer([SLOW, "Done."]) as server:
+        chat = cli("chat", "--base-url", server.base_url)
+        chat.wait_for("chatting with", chat.err)
+        chat.type("Tell me a long story.")
+        chat.wait_for("slow", chat.out)
+        chat.ctrl_c()
+        chat.wait_for("stopped", chat.err)
+        chat.type("/retry")
+        chat.end_input()
+        code = chat.wait()
+    err = chat.err.decode()
+    assert code == 0, err
+    assert "Traceback" not in err
+    assert chat.out.decode().endswith("\nDone.\n")  # the stopped answer ended its line
+
+
+def test_ctrl_c_at_the_prompt_quits(cli: type[_Cli]) -> None:
+    with VLLMTestServer([]) as server:
+        chat = cli("chat", "--base-url", server.base_url)
+        chat.wait_for("chatting with", chat.err)  # from here on it waits for a line
+        chat.ctrl_c()
+        code = chat.wait()
+    err = chat.err.decode()
+    assert code == 130, err
+    assert "Traceback" not in err
+
+
+def test_ctrl_c_stops_run_quietly(tmp_path: Path, cli: type[_Cli]) -> None:
+    with VLLMTestServer([SLOW]) as server:
+        run = cli(
+            "run", _agent_yaml(tmp_path), "Tell me a long story.", "--base-url", server.base_url
+        )
+        run.wait_for("slow", run.out)
+        run.ctrl_c()
+        code = run.wait()
+    err = run.err.decode()
+    assert code == 130, err
+    assert "Traceback" not in err
+    assert "· session " in err  # to continue the stopped turn with --session
