@@ -21,7 +21,7 @@ import json
 import os
 import random
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -35,6 +35,7 @@ from agentic.errors import (
     ModelNotFoundError,
     UnknownModelError,
     UnsupportedFeatureError,
+    UserError,
 )
 from agentic.inference import _vllm_errors as errors
 from agentic.inference import _vllm_wire as wire
@@ -212,11 +213,14 @@ class VLLMServer:
             max_keepalive_connections=max_connections,
             keepalive_expiry=_KEEPALIVE_EXPIRY,
         )
-        self._client = client or httpx2.AsyncClient(
+        self._new_client: Callable[[], httpx2.AsyncClient] = lambda: httpx2.AsyncClient(
             transport=transport or pooled_transport(limits),
             timeout=httpx2.Timeout(timeout, connect=connect_timeout),
             limits=limits,
         )
+        self._client = client or self._new_client()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The event loop the client's connections belong to (set on first use)."""
         self._prompt_cache = prompt_cache
         self._served: list[ServedModel] | None = None
         self._targets: dict[str, _Target] = {}
@@ -238,8 +242,13 @@ class VLLMServer:
 
     async def aclose(self) -> None:
         """Close the HTTP client, unless it was injected (its owner closes it)."""
-        if self._owns_client:
+        if not self._owns_client:
+            return
+        if self._loop is None or self._loop is asyncio.get_running_loop():
             await self._client.aclose()
+        else:  # its connections belong to another event loop, which alone can close them
+            self._client = self._new_client()
+            self._loop = None
 
     @property
     def prompts(self) -> PromptCache:
@@ -568,6 +577,8 @@ class VLLMServer:
         call: _Call | None = None,
     ) -> httpx2.Response:
         """Send a request; return the open (streaming) response once it is a success."""
+        if asyncio.get_running_loop() is not self._loop:
+            self._bind_loop()
         while True:
             request = self._client.build_request(method, url, json=body, headers=self._headers)
             try:
@@ -590,6 +601,20 @@ class VLLMServer:
             delay = await self._status_error(response, raw, attempts, call)
             if delay is not None:
                 await self._sleep_before_retry(attempts, delay)
+
+    def _bind_loop(self) -> None:
+        """Connections belong to the event loop that opened them: a backend first used in one
+        ``asyncio.run()`` and then in another gets a fresh client of its own (the old loop's
+        connections went with it); an injected client cannot be replaced, so that is an error."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not None:
+            if not self._owns_client:
+                raise UserError(
+                    "the httpx2 client given to VLLMServer belongs to another event loop; "
+                    "give each event loop its own client (or let VLLMServer make its own)"
+                )
+            self._client = self._new_client()  # the old one's loop is gone or busy elsewhere
+        self._loop = loop
 
     async def _status_error(
         self, response: httpx2.Response, raw: str, attempts: _Attempts, call: _Call | None

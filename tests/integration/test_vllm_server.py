@@ -29,6 +29,7 @@ from agentic.errors import (
     RateLimitedError,
     UnknownModelError,
     UnsupportedFeatureError,
+    UserError,
 )
 from agentic.inference import _vllm_wire as wire
 from agentic.inference.base import (
@@ -1238,3 +1239,31 @@ def test_serve_hint_on_the_default_port() -> None:
     hint = wire.serve_hint("Llama3.2-3B-Instruct", resolve_model("Llama3.2-3B-Instruct"), 8000)
     assert "vllm serve meta-llama/Llama-3.2-3B-Instruct --max-model-len 32768\n" in hint
     assert wire.serve_hint("", None, None).startswith("Start one with:\n  vllm serve <model>")
+
+
+def test_one_backend_serves_one_event_loop_after_another() -> None:
+    with VLLMTestServer(lambda request: "ok<|eot_id|>") as server:
+        backend = VLLMServer(server.base_url, max_retries=0)
+        request = InferenceRequest(model=server.models[0], prompt="hi")
+
+        async def answer() -> str:
+            return (await backend.complete(request)).text
+
+        # two asyncio.run() in a row: a script's phases, a test per loop
+        assert asyncio.run(answer()) == "ok<|eot_id|>"
+        assert asyncio.run(answer()) == "ok<|eot_id|>"
+
+        async def close() -> None:
+            await backend.aclose()
+
+        asyncio.run(close())
+
+
+def test_an_injected_client_of_another_loop_is_a_clear_error() -> None:
+    with VLLMTestServer(lambda request: "ok<|eot_id|>") as server:
+        client = httpx2.AsyncClient()
+        backend = VLLMServer(server.base_url, client=client, max_retries=0)
+        request = InferenceRequest(model=server.models[0], prompt="hi")
+        asyncio.run(backend.complete(request))
+        with pytest.raises(UserError, match="belongs to another event loop"):
+            asyncio.run(backend.complete(request))
