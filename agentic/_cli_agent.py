@@ -2,7 +2,8 @@
 
 Answers stream to stdout as the model writes them; steps are shown compactly on stderr, so
 ``agentic run agent.yaml "question" > answer.txt`` keeps only the answer. A turn that failed or
-was stopped stays unfinished; the CLI continues it before the session's next message.
+was stopped stays unfinished: ``/retry`` in a chat continues it, the session's next message
+gives it up.
 """
 
 from __future__ import annotations
@@ -103,11 +104,17 @@ async def _show(stream: TurnStream) -> Turn | None:
 
 
 async def _ask(session: Session, message: str) -> Turn | None:
-    """A turn for ``message``; the session's unfinished turn, if any, is continued first."""
+    """A turn for ``message``; the session's unfinished turn, if any, is given up first (the
+    user moved on; ``/retry`` would have continued it)."""
     try:
         return await _show(session.turn(message))
     except SessionStateError:  # refused before it started: the last turn did not finish
-        await _continue(session)
+        dropped = await session.abandon()
+        print(
+            f"· gave up the unfinished turn {dropped.index} ({_RETRY} before a new message "
+            "continues it instead)",
+            file=sys.stderr,
+        )
     return await _show(session.turn(message))
 
 
@@ -184,7 +191,7 @@ async def _run(args: argparse.Namespace) -> int:
         session = await _open(args, stack)
         try:
             turn = await _ask(session, args.message)
-        finally:  # also after an error or Ctrl-C: --session with this id continues the turn
+        finally:  # also after an error or Ctrl-C: --session with this id goes on
             print(f"· session {session.id}", file=sys.stderr)
         return 0 if turn is not None else 1
 
@@ -232,8 +239,8 @@ def _read_line() -> str | None:
 _RETRY = "/retry"
 _QUIT = "empty line or Ctrl-D to quit"
 _UNFINISHED = """\
-A turn that failed or was stopped (Ctrl-C) stays unfinished in its session; the session's
-next message, now or later with --session ID, continues it first."""
+A turn that failed or was stopped (Ctrl-C) stays unfinished in its session: the session's
+next message, now or later with --session ID, gives it up (it stays listed, cancelled)."""
 _CHAT_HELP = f"""\
 Type one message per line; an empty line or Ctrl-D quits. Ctrl-C stops an answer (at the
 prompt, it quits). {_RETRY} continues a turn that failed or was stopped.

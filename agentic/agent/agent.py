@@ -362,7 +362,7 @@ class Session:
         async with self._exclusive():
             await self._check_exists()
             last = await self._last_turn(graph)
-            if last is not None and last.status is not TurnStatus.completed:
+            if last is not None and last.status.unfinished:
                 raise SessionStateError(_unfinished(last))
             turn = Turn(
                 turn_id=new_id(),
@@ -401,7 +401,7 @@ class Session:
             turn: Turn | None = snapshot.values.get("turn")
             # a run stopped in its first moments has no next node yet, only its input: an
             # unfinished turn all the same, which a run from that checkpoint continues
-            if turn is None or (not snapshot.next and turn.status is TurnStatus.completed):
+            if turn is None or (not snapshot.next and not turn.status.unfinished):
                 raise SessionStateError(f"session {self.id!r} has no unfinished turn to resume")
             if snapshot.interrupts:
                 if tool_results is None:
@@ -460,6 +460,45 @@ class Session:
             yield TurnAwaitingInput(turn=turn, tool_calls=turn.pending_tool_calls)
         self._last, self._known = turn, True
 
+    async def abandon(self) -> Turn:
+        """Give up the session's unfinished turn (stopped by an error, a crash or a consumer
+        that closed its stream, or waiting for client tool results) instead of resuming it.
+
+        The turn is kept, ``cancelled``, with the steps it finished; its messages stay out of
+        later prompts, as if it had not been asked; and the session takes new turns again.
+        Returns the cancelled turn. Raises :class:`SessionStateError` when no turn is
+        unfinished.
+        """
+        graph = await self.agent._ensure_open()
+        async with self._exclusive():
+            await self._check_exists()
+            snapshot = await graph.aget_state(self._config)
+            turn: Turn | None = snapshot.values.get("turn")
+            if turn is None or not (turn.status.unfinished or snapshot.next):
+                raise SessionStateError(f"session {self.id!r} has no unfinished turn to abandon")
+            done = turn.model_copy(
+                update={
+                    "status": TurnStatus.cancelled,
+                    "pending_tool_calls": [],
+                    "completed_at": utcnow(),
+                }
+            )
+            await self.agent.sessions.save_turn(done, self.info)
+            # recorded as the inference step's outcome: nothing pending, so the run ends there
+            await graph.aupdate_state(
+                self._config,
+                {
+                    "turn": done,
+                    "messages": [],
+                    "pending": [],
+                    "unparsable": None,
+                    "reformat": False,
+                },
+                as_node="inference",
+            )
+        self._last, self._known = done, True
+        return done
+
     async def _check_exists(self) -> None:
         """Raise :class:`SessionNotFoundError` if the session was deleted (by this handle,
         another one, or another process) since this handle was made: a turn must not bring a
@@ -492,7 +531,7 @@ class Session:
         done = await self.agent.sessions.list_turns(self.id)
         snapshot = await graph.aget_state(self._config)
         current: Turn | None = snapshot.values.get("turn")
-        if current is not None and current.status is not TurnStatus.completed:
+        if current is not None and current.status.unfinished:
             done.append(current)
         return done
 
@@ -553,9 +592,9 @@ def _unfinished(turn: Turn) -> str:
         calls = ", ".join(f"{c.tool_name} ({c.call_id})" for c in turn.pending_tool_calls)
         return (
             f"turn {turn.turn_id} is waiting for client tool results ({calls}); "
-            "call session.resume({call_id: result, ...}) first"
+            "call session.resume({call_id: result, ...}) first, or session.abandon()"
         )
     return (
         f"turn {turn.turn_id} did not finish (an error or a stopped process); "
-        "call session.resume() to continue it"
+        "call session.resume() to continue it, or session.abandon() to give it up"
     )

@@ -210,6 +210,14 @@ class TurnStatus(StrEnum):
     awaiting_input = "awaiting_input"
     """Stopped for client-side tool results; continue with ``Session.resume``."""
     completed = "completed"
+    cancelled = "cancelled"
+    """Given up unfinished (``Session.abandon``): its finished steps are kept, its messages
+    stay out of later prompts."""
+
+    @property
+    def unfinished(self) -> bool:
+        """Whether the turn still runs or waits, so the session takes no new turn."""
+        return self in (TurnStatus.in_progress, TurnStatus.awaiting_input)
 
 
 class Turn(_Frozen):

@@ -110,26 +110,28 @@ def _session_id(err: str) -> str:
     return next(line.split()[-1] for line in err.splitlines() if line.startswith("· session "))
 
 
-def test_a_failed_turn_is_one_line_and_the_next_message_continues_it(
+def test_a_failed_turn_is_one_line_and_the_next_message_gives_it_up(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     _chat_lines(monkeypatch, "first", "second", "third")
     script: list[str | Reply] = [
         "One.",
         Reply(status=500, error="CUDA error: out of memory"),
-        "Two.",
         "Three.",
     ]
     with VLLMTestServer(script) as server:
         code = main(["chat", "--base-url", server.base_url])
     out, err = capsys.readouterr()
     assert code == 0
-    assert out == "One.\nTwo.\nThree.\n"  # "second" answered before "third"
+    assert out == "One.\nThree.\n"
     errors = [line for line in err.splitlines() if line.startswith("agentic:")]
     assert len(errors) == 1
     assert "500: CUDA error: out of memory" in errors[0]
-    assert "continuing the session's unfinished turn" in err
-    assert "second" in (server.requests[-1].prompt or "")
+    assert "gave up the unfinished turn 1" in err
+    last = server.requests[-1].prompt or ""
+    assert "first" in last
+    assert "third" in last
+    assert "second" not in last  # the given-up turn is out of the conversation
 
 
 def test_retry_continues_a_failed_turn(
@@ -143,20 +145,20 @@ def test_retry_continues_a_failed_turn(
     assert server.remaining == 0
 
 
-def test_run_with_session_continues_its_unfinished_turn(
+def test_run_with_session_goes_on_after_its_unfinished_turn(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = _agent_yaml(tmp_path)
-    script: list[str | Reply] = [Reply(status=500, error="overloaded"), "Paris.", "Rome."]
+    script: list[str | Reply] = [Reply(status=500, error="overloaded"), "Rome."]
     with VLLMTestServer(script) as server:
         url = ["--base-url", server.base_url]
         assert main(["run", config, "Capital of France?", *url]) == 2
         session = _session_id(capsys.readouterr().err)
-        code = main(["run", config, "And of Italy?", *url, "--session", session])
+        code = main(["run", config, "Capital of Italy?", *url, "--session", session])
     out, err = capsys.readouterr()
     assert code == 0
-    assert out == "Paris.\nRome.\n"
-    assert "continuing the session's unfinished turn" in err
+    assert out == "Rome.\n"
+    assert "gave up the unfinished turn 0" in err
     assert "session.resume" not in err
 
 

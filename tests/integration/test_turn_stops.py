@@ -15,6 +15,7 @@ from agentic.agent import Agent, PersistenceConfig, TurnStatus
 from agentic.errors import SessionStateError
 from agentic.testing import Reply, VLLMTestServer
 from agentic.tools import tool
+from agentic.types import ToolDefinition
 
 BACKENDS = ["memory", "sqlite"]
 
@@ -145,3 +146,58 @@ async def test_agent_aclose_cancels_the_turns_it_runs(tmp_path: Path) -> None:
             async with again:
                 resumed = await (await again.get_session(session.id)).resume()
     assert resumed.output_text == "Done."
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+async def test_an_abandoned_turn_is_kept_cancelled_and_left_out_of_the_conversation(
+    kind: str, tmp_path: Path
+) -> None:
+    call = '<|python_tag|>{"name": "lookup", "parameters": {"city": "Oslo"}}<|eom_id|>'
+    script = ["Hello.<|eot_id|>", call, "Rome is warm.<|eot_id|>"]
+    with VLLMTestServer(script) as server:
+        async with agent_on(
+            server, tmp_path, tools=[lookup], persistence=_persistence(kind, tmp_path)
+        ) as agent:
+            session = await agent.create_session()
+            await session.run("Hi")
+            async with session.turn("Weather in Oslo?") as stream:
+                async for event in stream:
+                    if event.event == "step_start" and event.step_type == "tool_execution":
+                        break  # the user stops the answer
+            with pytest.raises(SessionStateError, match=r"session.abandon\(\)"):
+                await session.run("And Rome?")
+            dropped = await session.abandon()
+            with pytest.raises(SessionStateError, match="no unfinished turn"):
+                await session.resume()
+            with pytest.raises(SessionStateError, match="no unfinished turn to abandon"):
+                await session.abandon()
+            third = await session.run("And Rome?")
+            turns = await (await agent.get_session(session.id)).turns()
+    assert dropped.status is TurnStatus.cancelled
+    assert [s.step_type for s in dropped.steps] == ["inference"]  # what it finished
+    assert [(t.index, t.status) for t in turns] == [
+        (0, TurnStatus.completed),
+        (1, TurnStatus.cancelled),
+        (2, TurnStatus.completed),
+    ]
+    assert third.output_text == "Rome is warm."
+    last_prompt = prompts(server)[-1]
+    assert "Hello." in last_prompt  # the finished turn stays in the conversation
+    assert "Oslo" not in last_prompt  # the abandoned one does not
+
+
+async def test_a_turn_waiting_for_client_results_can_be_abandoned(tmp_path: Path) -> None:
+    ask = ToolDefinition.from_json_schema(
+        "ask_user", {"type": "object", "properties": {"q": {"type": "string"}}}, "Ask the user"
+    )
+    script = ['{"name": "ask_user", "parameters": {"q": "which city?"}}<|eot_id|>', "Hi.<|eot_id|>"]
+    with VLLMTestServer(script) as server:
+        async with agent_on(server, tmp_path, client_tools=[ask]) as agent:
+            session = await agent.create_session()
+            waiting = await session.run("Weather?")
+            assert waiting.status is TurnStatus.awaiting_input
+            dropped = await session.abandon()
+            answer = await session.run("Never mind, hello.")
+    assert (dropped.status, dropped.pending_tool_calls) == (TurnStatus.cancelled, [])
+    assert answer.output_text == "Hi."
+    assert "which city" not in prompts(server)[-1]
