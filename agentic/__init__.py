@@ -20,6 +20,7 @@ from agentic.agent import (
 from agentic.config import Settings
 from agentic.errors import (
     AgenticError,
+    AnswerFormatError,
     BackendResponseError,
     BackendTimeoutError,
     BackendUnavailableError,
@@ -41,6 +42,7 @@ from agentic.errors import (
     SessionStateError,
     ToolArgumentsError,
     ToolError,
+    TurnNotFoundError,
     UnknownModelError,
     UnsupportedFeatureError,
     UserError,
@@ -90,6 +92,7 @@ __all__ = [
     "Agent",
     "AgentConfig",
     "AgenticError",
+    "AnswerFormatError",
     "AssistantMessage",
     "BackendResponseError",
     "BackendTimeoutError",
@@ -136,6 +139,7 @@ __all__ = [
     "ToolRetry",
     "TransformersLocal",
     "Turn",
+    "TurnNotFoundError",
     "UnknownModelError",
     "UnsupportedFeatureError",
     "Usage",

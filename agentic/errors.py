@@ -8,8 +8,11 @@ AgenticError
 │   ├── UnsupportedFeatureError    a model asked for what it cannot do (vision, tool format...)
 │   ├── MissingDependencyError     an optional extra is not installed (also an ImportError)
 │   ├── SessionNotFoundError       no session with that id (it was never created or was deleted)
+│   ├── SessionExistsError         create_session was given the id of an existing session
 │   ├── SessionBusyError           a turn is already running on that session
-│   └── SessionStateError          the session cannot do that now (e.g. awaiting tool results)
+│   ├── SessionStateError          the session cannot do that now (e.g. awaiting tool results)
+│   └── TurnNotFoundError          no turn (or step) with that id in the session (a LookupError)
+├── AnswerFormatError              an answer does not fit the response format asked for
 ├── ToolError                      a tool could not run as called (the executor tells the model)
 │   ├── ToolArgumentsError         the call's arguments do not fit the tool's parameters
 │   └── SearchError                a search / knowledge API (Brave, Wolfram|Alpha) failed
@@ -37,6 +40,7 @@ import os
 
 __all__ = [
     "AgenticError",
+    "AnswerFormatError",
     "BackendResponseError",
     "BackendTimeoutError",
     "BackendUnavailableError",
@@ -58,6 +62,7 @@ __all__ = [
     "SessionStateError",
     "ToolArgumentsError",
     "ToolError",
+    "TurnNotFoundError",
     "UnknownModelError",
     "UnsupportedFeatureError",
     "UserError",
@@ -153,6 +158,14 @@ class SessionBusyError(UserError):
 
 class SessionStateError(UserError):
     """The session is not in a state that allows the call (the message says what to do)."""
+
+
+class TurnNotFoundError(UserError, LookupError):
+    """No turn (or no step of a turn) with that id."""
+
+
+class AnswerFormatError(AgenticError, ValueError):
+    """A turn's answer does not parse as the response format asked for (``Turn.parse``)."""
 
 
 class ToolError(AgenticError):

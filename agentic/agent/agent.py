@@ -53,6 +53,7 @@ from agentic.errors import (
     SessionExistsError,
     SessionNotFoundError,
     SessionStateError,
+    TurnNotFoundError,
 )
 from agentic.inference.base import InferenceBackend
 from agentic.memory.base import Retriever
@@ -540,7 +541,7 @@ class Session:
         for turn in reversed(await self.turns()):
             if turn.turn_id == turn_id:
                 return turn
-        raise ConfigError(f"session {self.id!r} has no turn {turn_id!r}")
+        raise TurnNotFoundError(f"session {self.id!r} has no turn {turn_id!r}")
 
     async def get_step(self, turn_id: str, step_id: str) -> Step:
         """One step of a turn by id."""

@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agentic.errors import ConfigError
+from agentic.errors import AnswerFormatError, TurnNotFoundError
 from agentic.memory.base import RetrievedChunk
 from agentic.shields.base import ScanVerdict, Violation
 from agentic.shields.code_shield import CodeVerdict
@@ -265,14 +265,14 @@ class Turn(_Frozen):
         for step in self.steps:
             if step.step_id == step_id:
                 return step
-        raise ConfigError(f"turn {self.turn_id} has no step {step_id!r}")
+        raise TurnNotFoundError(f"turn {self.turn_id} has no step {step_id!r}")
 
     def parse(self, model: type[ModelT]) -> ModelT:
         """The answer parsed as ``model`` (for agents with a ``response_format``)."""
         try:
             return model.model_validate_json(self.output_text)
         except ValidationError as exc:
-            raise ConfigError(
+            raise AnswerFormatError(
                 f"the answer of turn {self.turn_id} is not a valid {model.__name__}: {exc}"
             ) from exc
 

@@ -22,15 +22,18 @@ from agentic.agent import (
     InferenceStep,
     MemoryRetrievalStep,
     PersistenceConfig,
+    SessionInfo,
     ShieldCallStep,
     Turn,
     TurnStatus,
 )
 from agentic.errors import (
+    AnswerFormatError,
     SessionBusyError,
     SessionExistsError,
     SessionNotFoundError,
     SessionStateError,
+    TurnNotFoundError,
 )
 from agentic.memory import RetrievedChunk
 from agentic.shields import ShieldStage, Violation
@@ -199,6 +202,12 @@ async def test_get_list_and_delete(tmp_path: Path) -> None:
             step = await a.get_step(turn.turn_id, turn.steps[0].step_id)
             assert isinstance(step, InferenceStep)
             assert (await a.get_turn(turn.turn_id)).output_text == "One."
+            with pytest.raises(TurnNotFoundError, match="has no turn 'nope'"):
+                await a.get_turn("nope")
+            with pytest.raises(LookupError, match="has no step 'nope'"):
+                await a.get_step(turn.turn_id, "nope")
+            with pytest.raises(AnswerFormatError, match="not a valid SessionInfo"):
+                turn.parse(SessionInfo)  # "One." is no JSON
             assert [s.session_id for s in await agent.list_sessions()] == [a.id, b.id]
             assert (await agent.get_session(b.id)).info.metadata == {"user": "u1"}
             await a.delete()
