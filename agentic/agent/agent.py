@@ -14,7 +14,15 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Mapping,
+    Sequence,
+)
 from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
@@ -66,6 +74,8 @@ __all__ = ["Agent", "Session", "TurnStream"]
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 Graph = CompiledStateGraph[TurnState, TurnContext, Any, Any]
+_Start = tuple[Any, Turn, TurnStart | None]
+"""What a run starts from: the graph input, the turn, and the event that opens the stream."""
 
 
 def _load_config(config: AgentConfig | Mapping[str, Any] | str | Path) -> AgentConfig:
@@ -355,13 +365,8 @@ class Session:
         crash or a backend error (from the last finished step)."""
         return TurnStream(self._resume(tool_results))
 
-    async def _new_turn(
-        self, user: UserMessage, docs: list[Document]
-    ) -> AsyncGenerator[Event, None]:
-        graph = await self.agent._ensure_open()
-        last_event: TurnComplete | TurnAwaitingInput | None = None
-        async with self._exclusive():
-            await self._check_exists()
+    def _new_turn(self, user: UserMessage, docs: list[Document]) -> AsyncGenerator[Event, None]:
+        async def start(graph: Graph) -> _Start:
             last = await self._last_turn(graph)
             if last is not None and last.status.unfinished:
                 raise SessionStateError(_unfinished(last))
@@ -381,23 +386,12 @@ class Session:
                 "iteration": 0,
                 "reformat": False,
             }
-            yield TurnStart(session_id=self.id, turn_id=turn.turn_id)
-            async with aclosing(self._stream(graph, graph_input, turn)) as events:
-                async for event in events:
-                    if isinstance(event, TurnComplete | TurnAwaitingInput):
-                        last_event = event
-                    else:
-                        yield event
-        # the last event comes once the session is free again: a consumer that stops there
-        # (without closing the stream) leaves nothing held
-        if last_event is not None:
-            yield last_event
+            return graph_input, turn, TurnStart(session_id=self.id, turn_id=turn.turn_id)
 
-    async def _resume(self, tool_results: Any) -> AsyncGenerator[Event, None]:
-        graph = await self.agent._ensure_open()
-        last_event: TurnComplete | TurnAwaitingInput | None = None
-        async with self._exclusive():
-            await self._check_exists()
+        return self._run(start)
+
+    def _resume(self, tool_results: Any) -> AsyncGenerator[Event, None]:
+        async def start(graph: Graph) -> _Start:
             snapshot = await graph.aget_state(self._config)
             turn: Turn | None = snapshot.values.get("turn")
             # a run stopped in its first moments has no next node yet, only its input: an
@@ -416,12 +410,30 @@ class Session:
                 )
             else:
                 graph_input = None
+            return graph_input, turn, None
+
+        return self._run(start)
+
+    async def _run(
+        self, start: Callable[[Graph], Awaitable[_Start]]
+    ) -> AsyncGenerator[Event, None]:
+        """A run of the turn graph while holding the session: ``start`` checks the session's
+        state and says what to run."""
+        graph = await self.agent._ensure_open()
+        last_event: TurnComplete | TurnAwaitingInput | None = None
+        async with self._exclusive():
+            await self._check_exists()
+            graph_input, turn, opening = await start(graph)
+            if opening is not None:
+                yield opening
             async with aclosing(self._stream(graph, graph_input, turn)) as events:
                 async for event in events:
                     if isinstance(event, TurnComplete | TurnAwaitingInput):
                         last_event = event
                     else:
                         yield event
+        # the last event comes once the session is free again: a consumer that stops there
+        # (without closing the stream) leaves nothing held
         if last_event is not None:
             yield last_event
 
