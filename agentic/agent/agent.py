@@ -13,7 +13,9 @@ async with agent:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
+import weakref
 from collections.abc import (
     AsyncGenerator,
     AsyncIterator,
@@ -127,6 +129,8 @@ class Agent:
         self.documents = DocumentBanks(self.settings, self.core.retrievers)
         self._graph: Graph | None = None
         self._open_lock = asyncio.Lock()
+        self._streams: weakref.WeakSet[AsyncGenerator[Any, None]] = weakref.WeakSet()
+        """Turn streams not finished yet: closed by :meth:`aclose`."""
         self._running: dict[str, asyncio.Task[Any] | None] = {}
         """Sessions running a turn (or being deleted) here, with the task that runs it."""
 
@@ -144,6 +148,10 @@ class Agent:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
+        for events in list(self._streams):  # suspended at an event, e.g. left by a `break`
+            if not getattr(events, "ag_running", True):
+                with contextlib.suppress(Exception):
+                    await events.aclose()
 
     async def __aenter__(self) -> Agent:
         await self._ensure_open()
@@ -213,8 +221,6 @@ class Agent:
         sid = session_id or new_id()
         if not _SESSION_ID.match(sid):
             raise ConfigError(f"session id {sid!r} must be 1-128 letters, digits, '_' or '-'")
-        if session_id is not None and await self.sessions.find_session(sid) is not None:
-            raise SessionExistsError(sid)  # never a new record on someone else's history
         now = utcnow()
         info = SessionInfo(
             session_id=sid,
@@ -224,7 +230,16 @@ class Agent:
             updated_at=now,
             metadata=dict(metadata or {}),
         )
-        await self.sessions.save_session(info)
+        if session_id is None:
+            await self.sessions.save_session(info)
+        else:  # never a new record on someone else's history, also against a racing creator
+            try:
+                async with _Exclusive(self._running, self.sessions, sid):
+                    if await self.sessions.find_session(sid) is not None:
+                        raise SessionExistsError(sid)
+                    await self.sessions.save_session(info)
+            except SessionBusyError as exc:  # another creator (or a turn) holds the id
+                raise SessionExistsError(sid) from exc
         # a generated id is new: no state to read before the first turn
         return Session(self, info, new=session_id is None)
 
@@ -388,7 +403,7 @@ class Session:
             }
             return graph_input, turn, TurnStart(session_id=self.id, turn_id=turn.turn_id)
 
-        return self._run(start)
+        return self._track(self._run(start))
 
     def _resume(self, tool_results: Any) -> AsyncGenerator[Event, None]:
         async def start(graph: Graph) -> _Start:
@@ -412,7 +427,11 @@ class Session:
                 graph_input = None
             return graph_input, turn, None
 
-        return self._run(start)
+        return self._track(self._run(start))
+
+    def _track(self, events: AsyncGenerator[Event, None]) -> AsyncGenerator[Event, None]:
+        self.agent._streams.add(events)
+        return events
 
     async def _run(
         self, start: Callable[[Graph], Awaitable[_Start]]
@@ -496,8 +515,9 @@ class Session:
                     "completed_at": utcnow(),
                 }
             )
-            await self.agent.sessions.save_turn(done, self.info)
-            # recorded as the inference step's outcome: nothing pending, so the run ends there
+            # recorded as the inference step's outcome: nothing pending, so the run ends
+            # there; then the record (a stop between the two leaves the checkpoint's word,
+            # which turns() lists)
             await graph.aupdate_state(
                 self._config,
                 {
@@ -509,6 +529,7 @@ class Session:
                 },
                 as_node="inference",
             )
+            await self.agent.sessions.save_turn(done, self.info)
         self._last, self._known = done, True
         return done
 
@@ -526,14 +547,31 @@ class Session:
         if not self._known:
             snapshot = await graph.aget_state(self._config)
             self._last = snapshot.values.get("turn")
-            if (
-                self._last is not None
-                and snapshot.next
-                and self._last.status is TurnStatus.completed
-            ):
-                self._last = self._last.model_copy(update={"status": TurnStatus.in_progress})
+            if self._last is not None and snapshot.next:
+                if self._last.status is TurnStatus.completed:
+                    self._last = self._last.model_copy(update={"status": TurnStatus.in_progress})
+            elif self._last is not None and not self._last.status.unfinished:
+                await self._commit_leftovers(graph)
             self._known = True
         return self._last
+
+    async def _commit_leftovers(self, graph: Graph) -> None:
+        """Commit what the last step of a finished run wrote if the run was stopped before
+        LangGraph saved it (a cancel right at the end): the state read applies such writes,
+        but a new run would start from the checkpoint without them, losing the turn from the
+        history. A run from the checkpoint commits them; no node runs again."""
+        saver = self.agent.sessions.checkpointer
+        saved = None if saver is None else await saver.aget_tuple(self._config)
+        if saved is None or not saved.pending_writes:
+            return
+        async for _ in graph.astream(
+            None,
+            self._config,
+            context=self._context,
+            stream_mode="custom",
+            durability=self.agent.config.persistence.step_durability,
+        ):
+            pass
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -544,7 +582,13 @@ class Session:
         done = await self.agent.sessions.list_turns(self.id)
         snapshot = await graph.aget_state(self._config)
         current: Turn | None = snapshot.values.get("turn")
-        if current is not None and current.status.unfinished:
+        if current is None:
+            return done
+        stored = any(t.turn_id == current.turn_id for t in done)
+        if current.status.unfinished:  # the checkpoint is the truth while a turn runs
+            done = [t for t in done if t.turn_id != current.turn_id]
+            done.append(current)
+        elif not stored:  # stopped between the checkpoint and the record
             done.append(current)
         return done
 

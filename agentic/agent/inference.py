@@ -170,9 +170,15 @@ async def _stream(
             completion = item
     if completion is None:
         raise InferenceError(f"{type(core.backend).__name__}.stream ended without a Completion")
-    for event in parser.end(completion.stop_reason):
+    ending = parser.end(completion.stop_reason)
+    message = parser.finish(completion.stop_reason)
+    if _unparsable(message, plan.prefix + completion.text, plan) is not None:
+        # a call the model botched was held back as possible call syntax: it goes back to the
+        # model (the tool step says so), not to the reader as answer text
+        ending = [e for e in ending if not isinstance(e, TextChunk)]
+    for event in ending:
         _progress(emit, ids, event, calls)
-    return parser.finish(completion.stop_reason), completion
+    return message, completion
 
 
 def _progress(emit: StreamWriter, ids: dict[str, Any], event: Any, calls: bool) -> None:

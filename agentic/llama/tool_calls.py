@@ -508,6 +508,7 @@ def parse_completion(
     return AssistantMessage(content=content, tool_calls=calls, stop_reason=reason)
 
 
+_WHOLE_CALL_OPENING = re.compile(r'\s*(?:\{\s*"(?:name|type|function)"|\[\s*[^\W\d]\w*\s*\()')
 _CALL_OPENING = re.compile(r'\s*(?:\{\s*"(?:name|type|function)"|\[\s*[^\W\d]\w*\s*\(|<function=)')
 _BUILTIN_OPENING = re.compile(r"\s*\w+\.call\(")
 
@@ -645,6 +646,7 @@ class StreamingToolCallParser:
         self._body_start: int | None = None
         self._ipython = False
         self._whole_body_open = True
+        self._held_call = False
         self._json: _JsonDepth | None = None
         self._scan_from = 0
         self._checked = 0
@@ -673,12 +675,19 @@ class StreamingToolCallParser:
             return self._release()
         if not self._due(body, 0 if self._whole_body_open else self._scan_from):
             return []
+        if self._held_call:
+            return []
         if self._whole_body_open:
             if self._json is not None and self._json.inside(body):
                 return []  # still inside the first call object: nothing can be decided
             if _whole_body_calls(stable, final=False) is not None:
                 if self._json is None and _JSON_HEAD_DECIDED.match(body):
                     self._json = _JsonDepth()
+                return []
+            if _WHOLE_CALL_OPENING.match(body):
+                # a call the model botched ([f(x=bare)], a JSON call without arguments):
+                # held to the end, where the caller may send it back to the model instead
+                self._held_call = True
                 return []
             self._whole_body_open = False
         return self._scan_more(body, len(stable))

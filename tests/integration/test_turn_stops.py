@@ -12,7 +12,7 @@ import pytest
 from agent_helpers import agent_on, prompts
 
 from agentic.agent import Agent, PersistenceConfig, TurnStatus
-from agentic.errors import SessionStateError
+from agentic.errors import SessionExistsError, SessionStateError
 from agentic.testing import Reply, VLLMTestServer
 from agentic.tools import tool
 from agentic.types import ToolDefinition
@@ -201,3 +201,58 @@ async def test_a_turn_waiting_for_client_results_can_be_abandoned(tmp_path: Path
     assert (dropped.status, dropped.pending_tool_calls) == (TurnStatus.cancelled, [])
     assert answer.output_text == "Hi."
     assert "which city" not in prompts(server)[-1]
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+async def test_a_turn_listed_as_finished_is_in_the_next_prompt_however_its_run_stopped(
+    kind: str, tmp_path: Path
+) -> None:
+    with VLLMTestServer(lambda request: "Noted.<|eot_id|>") as server:
+        async with agent_on(server, tmp_path, persistence=_persistence(kind, tmp_path)) as agent:
+            for ticks in range(0, 90, 3):  # cancelled anywhere, up to just after its last step
+                session = await agent.create_session()
+                await session.run("My name is Ada.")
+                task = asyncio.create_task(session.run("My favourite colour is teal."))
+                for _ in range(ticks):
+                    await asyncio.sleep(0)
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                turns = await session.turns()
+                assert len({t.turn_id for t in turns}) == len(turns)  # none listed twice
+                if len(turns) == 2 and turns[-1].status is TurnStatus.completed:
+                    await session.run("What is my favourite colour?")
+                    assert "teal" in prompts(server)[-1], ticks
+
+
+async def test_two_agents_creating_one_session_id_at_once_get_one_session(
+    tmp_path: Path,
+) -> None:
+    shared = PersistenceConfig(backend="sqlite", path=tmp_path / "s.sqlite")
+    with VLLMTestServer([]) as server:
+        async with (
+            agent_on(server, tmp_path / "a", persistence=shared, name="alpha") as alpha,
+            agent_on(server, tmp_path / "b", persistence=shared, name="beta") as beta,
+        ):
+            for attempt in range(10):
+                sid = f"conv-{attempt}"
+                results = await asyncio.gather(
+                    alpha.create_session(session_id=sid),
+                    beta.create_session(session_id=sid),
+                    return_exceptions=True,
+                )
+                refused = [r for r in results if isinstance(r, SessionExistsError)]
+                assert len(refused) == 1, results
+
+
+async def test_agent_aclose_closes_a_stream_left_after_a_break(tmp_path: Path) -> None:
+    with VLLMTestServer([Reply("A long answer here.<|eot_id|>", delay=0.3)]) as server:
+        async with agent_on(server, tmp_path) as agent:
+            session = await agent.create_session()
+            stream = session.turn("Hi")
+            async for event in stream:
+                if event.event == "step_start":
+                    break  # and the stream is neither closed nor collected
+        assert agent._running == {}
+        assert _graph_tasks() == []
+    del stream
