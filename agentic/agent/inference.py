@@ -159,25 +159,34 @@ async def _stream(
         code_interpreter=any(t.name == BuiltinTool.code_interpreter.value for t in plan.tools),
     )
     calls = bool(plan.tools)
-    for event in parser.feed(plan.prefix):
-        _progress(emit, ids, event, calls)
+    # an answer made to start a call (tool_choice required or named) is held until it ends:
+    # text in it is a botched call, which goes back to the model
+    held: list[Any] | None = [] if plan.prefix else None
+
+    def progress(events: list[Any]) -> None:
+        for event in events:
+            if held is not None and isinstance(event, TextChunk):
+                held.append(event)
+            else:
+                _progress(emit, ids, event, calls)
+
+    progress(parser.feed(plan.prefix))
     completion: Completion | None = None
     async for item in core.backend.stream(request):
         if isinstance(item, TextDelta):
-            for event in parser.feed(item.text):
-                _progress(emit, ids, event, calls)
+            progress(parser.feed(item.text))
         else:
             completion = item
     if completion is None:
         raise InferenceError(f"{type(core.backend).__name__}.stream ended without a Completion")
-    ending = parser.end(completion.stop_reason)
+    ending = [*(held or []), *parser.end(completion.stop_reason)]
+    held = None
     message = parser.finish(completion.stop_reason)
     if _unparsable(message, plan.prefix + completion.text, plan) is not None:
         # a call the model botched was held back as possible call syntax: it goes back to the
         # model (the tool step says so), not to the reader as answer text
         ending = [e for e in ending if not isinstance(e, TextChunk)]
-    for event in ending:
-        _progress(emit, ids, event, calls)
+    progress(ending)
     return message, completion
 
 

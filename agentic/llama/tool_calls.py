@@ -24,6 +24,8 @@ Deliberate differences from the reference, each for a case a user would hit:
   call whose string argument quotes ``<function=...>`` is that call, not the quoted one.
 - A custom call to a built-in name keeps the argument the tool expects (``query``, or ``code``
   for code_interpreter, which the reference turns into ``query``) when present, else the first.
+- Text before ``<|python_tag|>`` and the call after it (JSON, a pythonic list, code) is the
+  content and the call; the reference reads a tag only at the very start.
 - Text around calls found anywhere (``Let me check.<|python_tag|>brave_search.call(...)``) is
   the message content, with trailing whitespace removed; the reference clears it. Whole-body
   formats and code still leave the content empty. This keeps streamed text and the final
@@ -414,6 +416,8 @@ def _call_at(body: str, pos: int, *, final: bool) -> _Found:
             return None if final else _MORE
         at = _function_tag_at if body[after] == "<" else _builtin_at
         inner = at(body, after, final=final)
+        if inner is None and not final:
+            return _MORE  # JSON, a pythonic list or code after the tag: read when it ends
         return replace(inner, start=pos) if isinstance(inner, _Span) else inner
     if body[pos] != "<":
         return _builtin_at(body, pos, final=final)
@@ -480,6 +484,11 @@ def _parse_body(body: str, *, ipython: bool, code: bool = True) -> tuple[str, li
     if ipython and code:
         run = ToolCall(tool_name=BuiltinTool.code_interpreter.value, arguments={"code": body})
         return "", [run]
+    tag = body.find(PYTHON_TAG)
+    if tag > 0:  # text, then the tag and a call: the text is the content
+        rest, calls = _parse_body(body[tag + len(PYTHON_TAG) :], ipython=True, code=code)
+        if calls and not rest:
+            return body[:tag].rstrip(), calls
     return body, []
 
 
@@ -522,7 +531,7 @@ def opens_like_call(text: str) -> bool:
     text later on.
     """
     body, ipython, _ = _prelude(text, None)
-    if ipython or _BUILTIN_OPENING.match(body):
+    if ipython or PYTHON_TAG in body or _BUILTIN_OPENING.match(body):
         return True
     if _CALL_OPENING.match(body) is None:
         return False

@@ -353,8 +353,12 @@ async def test_a_botched_call_ending_the_turn_goes_back_to_the_model(
     script = [botched + "<|eot_id|>", "Recovered.<|eot_id|>"]
     with VLLMTestServer(script, models=[model]) as server:
         async with agent_on(server, tmp_path, tools=[get_weather], tool_choice=choice) as agent:
-            turn = await (await agent.create_session()).run("Weather in Paris?")
+            events = await events_of((await agent.create_session()).turn("Weather in Paris?"))
+    turn = events[-1].turn  # type: ignore[union-attr]
     assert step_types(turn) == ["inference", "tool_execution", "inference"]
+    first = turn.steps[0].step_id
+    streamed = [e for e in events if isinstance(e, StepProgress) and e.step_id == first]
+    assert streamed == []  # the botched call never reaches the reader as answer text
     [result] = turn.steps[1].tool_responses  # type: ignore[union-attr]
     assert result.error == "unparsable"
     assert "could not be parsed" in str(result.content)
@@ -372,6 +376,24 @@ async def test_answers_that_only_look_like_calls_later_are_answers(tmp_path: Pat
             async with agent_on(server, tmp_path, tools=[get_weather]) as agent:
                 turn = await (await agent.create_session()).run("Weather?")
         assert step_types(turn) == ["inference"], answer
+
+
+async def test_text_then_a_python_tagged_call_runs_the_call(tmp_path: Path) -> None:
+    script = [
+        'Let me check.<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}'
+        "<|eom_id|>",
+        "Sunny.<|eot_id|>",
+    ]
+    with VLLMTestServer(script) as server:
+        async with agent_on(server, tmp_path, tools=[get_weather]) as agent:
+            events = await events_of((await agent.create_session()).turn("Weather?"))
+    turn = events[-1].turn  # type: ignore[union-attr]
+    step = turn.steps[1]
+    assert isinstance(step, ToolExecutionStep)
+    assert step.tool_responses[0].content == "25 degrees celsius and sunny in Paris"
+    first = turn.steps[0].step_id
+    text = "".join(e.text for e in events if isinstance(e, StepProgress) and e.step_id == first)
+    assert text == "Let me check."  # no special token reaches the reader
 
 
 async def test_broken_json_after_the_python_tag_is_no_code_to_run(tmp_path: Path) -> None:

@@ -263,7 +263,7 @@ def reference() -> Callable[[str], tuple[str, Calls, StopReason]]:
         '{"name": "f", "parameters": {"a": 1}', 'Here: {"name": "f", "parameters": {}}',
         '[{"name": "f", "parameters": {}}]', '{"a": 1}', "[]", "[f(1)]", "[a.b(x=1)]",
         "[f(a=1), 2]", "Calling [f(a=1)]", "[f(a=1)] done", "f(a=1)", '<function=f>{"a": }',
-        "Hello <|python_tag|>print(1)", "brave_search.call(query='x')",
+        "brave_search.call(query='x')",
     ],
 )  # fmt: skip
 def test_agrees_with_the_reference_parser(
@@ -315,7 +315,6 @@ def test_agrees_with_the_reference_parser(
         "<function=f>{\n'a': 1}",
         "<function=>{}</function>",
         '{"name": "brave_search", "parameters": {}}',  # a builtin without its argument
-        "Hello <|python_tag|>print(1)",  # the python tag not at the start stays in content
         "brave_search.call(query='x')",  # only a double-quoted query counts
     ],
 )
@@ -702,3 +701,31 @@ def test_lists_in_a_row_are_calls_as_the_history_writes_them(gap: str) -> None:
     events = [e for ch in text + END_OF_TURN for e in parser.feed(ch)] + parser.end()
     assert [e.call.tool_name for e in events if isinstance(e, ToolCallChunk)] == ["f", "g"]
     assert not any(isinstance(e, TextChunk) for e in events)
+
+
+@pytest.mark.parametrize(
+    ("after", "name"),
+    [
+        ('{"name": "lookup", "parameters": {"city": "Paris"}}', "lookup"),
+        ('[lookup(city="Paris")]', "lookup"),
+        ('brave_search.call(query="Paris")', "brave_search"),
+        ("print(1)", "code_interpreter"),
+    ],
+)
+def test_text_before_the_python_tag_is_content_and_the_call_follows(after: str, name: str) -> None:
+    raw = f"Let me check. {PYTHON_TAG}{after}{END_OF_MESSAGE}"
+    message = parse_completion(raw)
+    assert message.content == "Let me check."
+    assert [c.tool_name for c in message.tool_calls] == [name]
+    parser = StreamingToolCallParser()
+    events = [e for ch in raw for e in parser.feed(ch)] + parser.end()
+    assert "".join(e.text for e in events if isinstance(e, TextChunk)) == "Let me check."
+    assert [e.call.tool_name for e in events if isinstance(e, ToolCallChunk)] == [name]
+
+
+def test_a_broken_call_after_the_python_tag_stays_content_without_the_interpreter() -> None:
+    raw = f'Hmm {PYTHON_TAG}{{"name": "f", {END_OF_MESSAGE}'
+    message = parse_completion(raw, code_interpreter=False)
+    assert message.tool_calls == []
+    assert message.content == f'Hmm {PYTHON_TAG}{{"name": "f", '  # the caller sends it back
+    assert opens_like_call(raw)
