@@ -245,6 +245,10 @@ async def run_inference(state: TurnState, ctx: TurnContext, emit: StreamWriter) 
     said, completion = await _stream(core, request, plan, emit, ids)
     message = _without_calls(core, said, plan, emit, ids)
     raw = plan.prefix + completion.text
+    unparsable = _unparsable(message, raw, plan)
+    retracted = _misses_format(core, message, unparsable, plan)
+    if retracted:  # the reader learns the streamed answer is withdrawn before the step ends
+        emit(StepProgress(text="", replaced=True, **ids))
     step = InferenceStep(
         step_id=ids["step_id"],
         turn_id=turn.turn_id,
@@ -261,9 +265,21 @@ async def run_inference(state: TurnState, ctx: TurnContext, emit: StreamWriter) 
         ),
         prompt_tokens_estimate=estimate,
         unexecuted_calls=said.tool_calls if message is not said else [],
+        retracted=retracted,
     )
     emit(StepComplete(turn_id=turn.turn_id, step=step))
-    return InferenceResult(step, message, _unparsable(message, raw, plan), start)
+    return InferenceResult(step, message, unparsable, start)
+
+
+def _misses_format(
+    core: AgentCore, message: AssistantMessage, unparsable: str | None, plan: _Plan
+) -> bool:
+    """A final answer that misses the response format, made without guided decoding (with
+    tools offered, the answer is free text): it is asked for again."""
+    if message.tool_calls or unparsable is not None:
+        return False
+    guided = plan.choice == "none" or not core.tool_defs
+    return core.response_schema is not None and not guided and not answer_conforms(core, message)
 
 
 def _turns_between(turn_starts: Sequence[int], old: int, new: int) -> int:

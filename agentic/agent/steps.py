@@ -18,7 +18,7 @@ from langgraph.types import interrupt
 from agentic.agent.core import AgentCore
 from agentic.agent.gates import guarded_inference
 from agentic.agent.guarding import run_tool_calls, screen_chunks, screen_tool_responses
-from agentic.agent.inference import InferenceResult, answer_conforms, has_images
+from agentic.agent.inference import has_images
 from agentic.agent.prompting import context_block
 from agentic.agent.retrieval import DocumentBanks, retrieve_for_turn
 from agentic.agent.types import (
@@ -230,7 +230,7 @@ async def inference(state: TurnState, runtime: Rt) -> TurnState:
         "reformat": False,
     }
     calls = result.message.tool_calls
-    if _needs_reformat(core, result):
+    if result.step.retracted:
         # the non-conforming answer stays in the step, out of the conversation
         return {**update, "turn": turn, "iteration": core.config.max_infer_iters, "reformat": True}
     if calls and all(c.tool_name in core.client_tools for c in calls):
@@ -241,18 +241,6 @@ async def inference(state: TurnState, runtime: Rt) -> TurnState:
         return {**update, "turn": turn, "messages": messages}
     done = await finish({**state, **update}, runtime, turn, result.message)
     return {**update, **done}
-
-
-def _needs_reformat(core: AgentCore, result: InferenceResult) -> bool:
-    """A final answer that misses the response format, made without guided decoding."""
-    if result.message.tool_calls or result.unparsable is not None:
-        return False
-    guided = result.step.tool_choice == "none" or not core.tool_defs
-    return (
-        core.response_schema is not None
-        and not guided
-        and not answer_conforms(core, result.message)
-    )
 
 
 # --- tools --------------------------------------------------------------------------------

@@ -109,6 +109,9 @@ class InferenceStep(_StepBase):
     """Calls the model wrote although tools were off for this answer (``tool_choice`` none,
     or the last call at ``max_infer_iters``): never run, never streamed, left out of
     ``model_response``; an answer that was nothing but calls is replaced by a notice."""
+    retracted: bool = False
+    """The answer missed the agent's response format: withdrawn (a ``step_progress`` with
+    ``replaced`` and no text said so while streaming) and asked for again, guided."""
 
 
 class ScreenedContent(_Frozen):
@@ -315,8 +318,9 @@ class StepProgress(_Frozen):
     text: str = ""
     tool_call: ToolCall | None = None
     replaced: bool = False
-    """An output shield refused the answer: ``text`` is the refusal, which replaces what this
-    step streamed so far; nothing more of the answer follows."""
+    """``text`` replaces what this step streamed so far, and nothing more of the answer
+    follows: an output shield's refusal, or no text at all for an answer withdrawn because
+    it missed the response format (the next inference answers again)."""
 
 
 class StepComplete(_Frozen):

@@ -558,7 +558,15 @@ async def test_response_format_with_tools_asks_again_when_the_answer_misses_it(
         async with agent_on(
             server, tmp_path, tools=[get_weather], response_format=Weather
         ) as agent:
-            turn = await (await agent.create_session()).run("Weather in Rome as JSON")
+            events = await events_of((await agent.create_session()).turn("Rome as JSON"))
+    turn = events[-1].turn  # type: ignore[union-attr]
+    first = turn.steps[0]
+    assert isinstance(first, InferenceStep)
+    assert first.retracted
+    said = [e for e in events if isinstance(e, StepProgress) and e.step_id == first.step_id]
+    assert "".join(e.text for e in said) == "It is warm."
+    assert [e.replaced for e in said][-2:] == [False, True]  # then withdrawn
+    assert said[-1].text == ""
     assert "structured_outputs" not in generations(server)[0]  # tools on: free text
     assert "structured_outputs" in generations(server)[1]  # then guided, tools off
     assert turn.parse(Weather).degrees == 25
