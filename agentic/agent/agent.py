@@ -326,9 +326,7 @@ class Session:
         self.agent = agent
         self.info = info
         self._config: Any = {"configurable": {"thread_id": info.session_id}}
-        self._context = TurnContext(
-            agent.core, info.session_id, agent.sessions, agent.documents, info
-        )
+        self._context = TurnContext(agent.core, info.session_id, agent.documents, info)
         self._last: Turn | None = None
         self._known = new
         """Whether ``_last`` is the session's last turn (else read it from the checkpoint)."""
@@ -482,6 +480,9 @@ class Session:
                     yield event
         if done is not None:
             turn = done.turn
+            # the turn's record follows its checkpoint: a run stopped before it committed
+            # leaves neither, never a record of a turn the conversation does not have
+            await self.agent.sessions.save_turn(turn, self.info)
             self._last, self._known = turn, True
             yield done
             return
@@ -552,6 +553,9 @@ class Session:
                     self._last = self._last.model_copy(update={"status": TurnStatus.in_progress})
             elif self._last is not None and not self._last.status.unfinished:
                 await self._commit_leftovers(graph)
+                sessions = self.agent.sessions
+                if await sessions.load_turn(self.id, self._last.turn_id) is None:
+                    await sessions.save_turn(self._last, self.info)  # stopped before its record
             self._known = True
         return self._last
 

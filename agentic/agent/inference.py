@@ -149,7 +149,9 @@ async def _request(
 
 async def _stream(
     core: AgentCore, request: InferenceRequest, plan: _Plan, emit: StreamWriter, ids: dict[str, Any]
-) -> tuple[AssistantMessage, Completion]:
+) -> tuple[AssistantMessage, Completion, str | None]:
+    """The parsed answer, the completion, and the raw text of a botched call (see
+    :func:`_unparsable`)."""
     # with tools off for this answer, call syntax is still read as calls (so it never streams
     # as answer text), and the calls are dropped from the answer (see _without_calls)
     guided = plan.structured is not None
@@ -182,12 +184,13 @@ async def _stream(
     ending = [*(held or []), *parser.end(completion.stop_reason)]
     held = None
     message = parser.finish(completion.stop_reason)
-    if _unparsable(message, plan.prefix + completion.text, plan) is not None:
+    unparsable = _unparsable(message, plan.prefix + completion.text, plan)
+    if unparsable is not None:
         # a call the model botched was held back as possible call syntax: it goes back to the
         # model (the tool step says so), not to the reader as answer text
         ending = [e for e in ending if not isinstance(e, TextChunk)]
     progress(ending)
-    return message, completion
+    return message, completion, unparsable
 
 
 def _progress(emit: StreamWriter, ids: dict[str, Any], event: Any, calls: bool) -> None:
@@ -242,10 +245,9 @@ async def run_inference(state: TurnState, ctx: TurnContext, emit: StreamWriter) 
     started = utcnow()
     emit(StepStart(**ids))
     request, start, estimate = await _request(core, ctx, state, plan)
-    said, completion = await _stream(core, request, plan, emit, ids)
-    message = _without_calls(core, said, plan, emit, ids)
+    said, completion, unparsable = await _stream(core, request, plan, emit, ids)
+    message = _without_calls(core, said, plan, emit, ids)  # (tools off: nothing unparsable)
     raw = plan.prefix + completion.text
-    unparsable = _unparsable(message, raw, plan)
     retracted = _misses_format(core, message, unparsable, plan)
     if retracted:  # the reader learns the streamed answer is withdrawn before the step ends
         emit(StepProgress(text="", replaced=True, **ids))

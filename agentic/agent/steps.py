@@ -10,7 +10,7 @@ inference's stream (:mod:`agentic.agent.gates`), data and code shields around th
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol, TypedDict
+from typing import Any, TypedDict
 
 from langgraph.runtime import Runtime
 from langgraph.types import interrupt
@@ -91,17 +91,10 @@ class TurnContext:
 
     core: AgentCore
     session_id: str
-    store: SessionRecorder
     documents: DocumentBanks
     """Where the session's long attached documents are chunked."""
     session: SessionInfo
     """The session's record (its name and metadata; the turn counters are rewritten)."""
-
-
-class SessionRecorder(Protocol):
-    """Where finished turns go (the session store)."""
-
-    async def save_turn(self, turn: Turn, session: SessionInfo) -> None: ...
 
 
 Rt = Runtime[TurnContext]
@@ -115,7 +108,7 @@ def with_step(turn: Turn, step: Step, **update: Any) -> Turn:
 async def finish(
     state: TurnState, rt: Rt, turn: Turn, answer: AssistantMessage, *, keep: bool = True
 ) -> TurnState:
-    """Complete the turn with ``answer``: save it, stream ``turn_complete``, update history.
+    """Complete the turn with ``answer``: stream ``turn_complete``, update history.
 
     ``keep=False`` leaves the turn out of the history the model sees (a refused input).
     """
@@ -127,8 +120,7 @@ async def finish(
             "completed_at": utcnow(),
         }
     )
-    await rt.context.store.save_turn(done, rt.context.session)
-    rt.stream_writer(TurnComplete(turn=done))
+    rt.stream_writer(TurnComplete(turn=done))  # recorded once the run has committed it
     history = state.get("history") or []
     update: TurnState = {"turn": done, "messages": [], "pending": [], "unparsable": None}
     if keep:
