@@ -301,3 +301,22 @@ def test_ctrl_c_stops_run_quietly(tmp_path: Path, cli: type[_Cli]) -> None:
     assert code == 130, err
     assert "Traceback" not in err
     assert "· session " in err  # to continue the stopped turn with --session
+
+
+def test_ctrl_c_while_the_command_starts_up_quits_quietly(cli: type[_Cli]) -> None:
+    with VLLMTestServer([]) as server:
+        chat = cli("chat", "--base-url", server.base_url)
+        time.sleep(1.0)  # past the interpreter's start, into the import of the agent machinery
+        assert b"chatting with" not in chat.err  # still starting up
+        chat.ctrl_c()
+        code = chat.wait()
+    err = chat.err.decode()
+    assert code == 130, err
+    assert "Traceback" not in err
+
+
+def test_the_command_is_ready_for_ctrl_c_before_it_imports_the_agent_machinery() -> None:
+    probe = "import sys, agentic.cli; print(sorted({m.split('.')[0] for m in sys.modules}))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert "langgraph" not in out.stdout, out.stdout
+    assert "httpx2" not in out.stdout, out.stdout

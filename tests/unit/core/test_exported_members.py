@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
+from pathlib import Path
 
 import pytest
 
@@ -79,3 +81,24 @@ def test_every_exception_is_exported_at_the_top() -> None:
         exc = getattr(errors, exc_name)
         assert issubclass(exc, errors.AgenticError)
         assert getattr(agentic, exc_name) is exc
+
+
+def test_the_top_level_imports_lazily_what_type_checkers_see() -> None:
+    """``agentic`` resolves its names on first use; its TYPE_CHECKING imports must say the same."""
+    tree = ast.parse(Path(agentic.__file__).read_text())
+    block = next(
+        n for n in tree.body if isinstance(n, ast.If) and ast.unparse(n.test) == "TYPE_CHECKING"
+    )
+    seen = {
+        alias.name: str(node.module)
+        for node in block.body
+        if isinstance(node, ast.ImportFrom)
+        for alias in node.names
+    }
+    assert seen == agentic._EXPORTS
+    assert set(agentic.__all__) == set(seen) | {"__version__"}
+    for name, module in seen.items():
+        assert getattr(agentic, name) is getattr(importlib.import_module(module), name)
+    assert set(agentic.__all__) <= set(dir(agentic))
+    with pytest.raises(AttributeError, match="no attribute 'Agnet'"):
+        getattr(agentic, "Agnet")  # noqa: B009  (mypy already rejects agentic.Agnet)
