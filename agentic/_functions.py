@@ -160,7 +160,13 @@ def function_schema(
     fields: dict[str, Any] = {}
     skipped: list[str] = []
     for pname, param in inspect.signature(fn).parameters.items():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD) or pname in skip:
+        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+            stars = "*" if param.kind is param.VAR_POSITIONAL else "**"
+            raise ConfigError(
+                f"tool {name!r}: {stars}{pname} would never receive anything (the model "
+                "passes only the named parameters it is shown); declare each parameter"
+            )
+        if pname in skip:
             continue
         annotation = hints.get(pname, Any)
         if _is_injected(annotation, skip_types):

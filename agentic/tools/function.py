@@ -261,13 +261,6 @@ def _check_callable(fn: Callable[..., Any], name: str | None) -> None:
             f"tool name {name!r} is not usable in a tool call: use letters, digits, _ and -, "
             "not starting with a digit"
         )
-    for param in inspect.signature(fn).parameters.values():
-        if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            stars = "*" if param.kind is param.VAR_POSITIONAL else "**"
-            raise ConfigError(
-                f"tool {shown!r}: {stars}{param.name} would never receive anything (the model "
-                "passes only the named parameters it is shown); declare each parameter"
-            )
 
 
 def _is_async(fn: Callable[..., Any]) -> bool:

@@ -61,8 +61,8 @@ def test_sphinx_docstring_and_skip_by_name() -> None:
     assert fs.parameters["properties"]["query"]["description"] == "what to look for"
 
 
-def test_no_docstring_varargs_and_tool_definition() -> None:
-    def bare(x: int, *args: int, **kwargs: int) -> int:
+def test_no_docstring_and_tool_definition() -> None:
+    def bare(x: int) -> int:
         return x
 
     fs = function_schema(bare)
@@ -82,3 +82,11 @@ def test_errors() -> None:
 
     with pytest.raises(ConfigError, match="type hint"):
         function_schema(broken)
+
+
+def test_a_client_tool_described_from_a_function_refuses_star_parameters() -> None:
+    def lookup(city: str, **filters: str) -> str:
+        return city
+
+    with pytest.raises(ConfigError, match=r"'lookup': \*\*filters would never receive"):
+        ToolDefinition.from_function(lookup)
