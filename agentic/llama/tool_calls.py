@@ -205,32 +205,36 @@ def _skip_ws(text: str, pos: int) -> int:
     return match.end() if match else pos
 
 
-def _json_open(text: str, pos: int) -> bool:
-    """Whether ``text[pos:]`` (starting with ``{``) is an unfinished object that may still parse."""
+def _json_extent(text: str, pos: int) -> int | Literal[_More.MORE] | None:
+    """Where the object starting at ``text[pos]`` (a ``{``) closes, by its brackets and strings
+    alone; MORE when it is still open at the end of ``text``, None when it cannot be JSON. Lets
+    a streaming parse skip the decoder (and its error) until an object may be complete."""
     if _JSON_BAD_HEAD.match(text, pos):
-        return False
+        return None
     depth = 0
     for token in _JSON_TOKENS.finditer(text, pos):
         if token.group("open") is not None:
-            return True
+            return _MORE  # a string still being written
         mark = token.group()
         if mark in "{[":
             depth += 1
         elif mark in "}]":
             depth -= 1
             if depth <= 0:
-                return False  # closed, yet the decoder refused it
-    return True
+                return token.end()
+    return _MORE
 
 
 def _json_object_at(
     text: str, pos: int, *, final: bool
 ) -> tuple[dict[str, Any], int] | Literal[_More.MORE] | None:
     """The JSON object starting at ``pos`` and where it ends, MORE if unfinished, else None."""
+    if not final and _json_extent(text, pos) is _MORE:
+        return _MORE
     try:
         value, end = _DECODER.raw_decode(text, pos)
     except (ValueError, RecursionError):
-        return None if final or not _json_open(text, pos) else _MORE
+        return None
     return (value, end) if isinstance(value, dict) else None
 
 
