@@ -29,6 +29,7 @@ from agentic.tools.base import Tool
 from agentic.tools.executor import ToolExecutor
 from agentic.types import (
     SystemMessage,
+    ToolCall,
     ToolDefinition,
     ToolPromptFormat,
     UserMessage,
@@ -71,10 +72,30 @@ class AgentCore:
     """The context budget, found on the first inference (it may ask the server)."""
     owned_tools: tuple[Tool, ...] = ()
     """Tools the agent built from built-in names: the agent closes them."""
+    client_validators: Mapping[str, Any] = field(default_factory=dict)
+    """JSON-schema validators of the client tools' arguments, by tool name."""
 
     @property
     def tool_names(self) -> list[str]:
         return [t.name for t in self.tool_defs]
+
+    def client_call_problem(self, call: ToolCall) -> str | None:
+        """Why a client tool's call cannot go to the caller (its arguments miss the tool's
+        schema), as the model reads it; None for a valid call or another tool's."""
+        validator = self.client_validators.get(call.tool_name)
+        if validator is None:
+            return None
+        errors = sorted(validator.iter_errors(call.arguments), key=lambda e: list(e.path))
+        if not errors:
+            return None
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e.path) or 'arguments'}: {e.message}" for e in errors
+        )
+        return f"Invalid arguments for tool '{call.tool_name}': {details}"
+
+    def waits_for_client(self, call: ToolCall) -> bool:
+        """Whether the turn stops for the caller to run ``call`` (a valid client tool call)."""
+        return call.tool_name in self.client_tools and self.client_call_problem(call) is None
 
 
 _BUILTIN_TOOLS: dict[str, tuple[str, str]] = {
@@ -204,6 +225,24 @@ def _response_schema(config: AgentConfig) -> dict[str, Any] | None:
     return schema
 
 
+def _client_validators(tools: Sequence[ToolDefinition]) -> dict[str, Any]:
+    """A validator of each client tool's arguments, its schema checked to be one (a typo
+    such as ``type: strin`` fails here, not when the model calls the tool)."""
+    validators: dict[str, Any] = {}
+    for tool in tools:
+        cls = jsonschema.validators.validator_for(tool.parameters)
+        try:
+            cls.check_schema(tool.parameters)
+        except jsonschema.SchemaError as exc:
+            where = "/".join(str(p) for p in exc.path) or "the top level"
+            raise ConfigError(
+                f"client tool {tool.name!r}: its parameters are no valid JSON schema: "
+                f"{exc.message} (at {where})"
+            ) from exc
+        validators[tool.name] = cls(tool.parameters)
+    return validators
+
+
 def _shields_of(
     kind: str, items: Sequence[str | T], named: Mapping[str, Any], cls: type
 ) -> list[T]:
@@ -291,6 +330,7 @@ def build_core(
         ),
         tool_defs=tuple(defs),
         client_tools=frozenset(d.name for d in config.client_tools),
+        client_validators=_client_validators(config.client_tools),
         tool_format=resolve_tool_format(spec, config.tool_prompt_format),
         input_shields=tuple(adapted[id(s)] for s in inputs),
         output_shields=tuple(adapted[id(s)] for s in outputs),

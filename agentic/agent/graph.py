@@ -58,7 +58,7 @@ class _Routes:
         pending = state.get("pending") or []
         if state.get("unparsable") is not None:
             return "tool_execution"
-        if any(c.tool_name not in self.core.client_tools for c in pending):
+        if any(not self.core.waits_for_client(c) for c in pending):
             return "tool_execution"
         return "client_tools" if pending else END
 

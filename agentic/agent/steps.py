@@ -9,6 +9,7 @@ inference's stream (:mod:`agentic.agent.gates`), data and code shields around th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
@@ -36,7 +37,7 @@ from agentic.agent.types import (
     new_id,
     utcnow,
 )
-from agentic.tools.base import ToolContext, ToolResponse
+from agentic.tools.base import ToolContext, ToolErrorKind, ToolResponse
 from agentic.tools.executor import unparsable_response
 from agentic.types import (
     AssistantMessage,
@@ -225,7 +226,7 @@ async def inference(state: TurnState, runtime: Rt) -> TurnState:
     if result.step.retracted:
         # the non-conforming answer stays in the step, out of the conversation
         return {**update, "turn": turn, "iteration": core.config.max_infer_iters, "reformat": True}
-    if calls and all(c.tool_name in core.client_tools for c in calls):
+    if calls and all(core.waits_for_client(c) for c in calls):
         turn = turn.model_copy(
             update={"status": TurnStatus.awaiting_input, "pending_tool_calls": list(calls)}
         )
@@ -239,7 +240,8 @@ async def inference(state: TurnState, runtime: Rt) -> TurnState:
 
 
 async def tool_execution(state: TurnState, runtime: Rt) -> TurnState:
-    """Run the server-side calls of the last answer concurrently; client calls wait."""
+    """Run the server-side calls of the last answer concurrently; client calls wait (those
+    with arguments that miss their tool's schema go back to the model instead)."""
     ctx = runtime.context
     core, turn = ctx.core, state["turn"]
     step_id, started = new_id(), utcnow()
@@ -247,8 +249,8 @@ async def tool_execution(state: TurnState, runtime: Rt) -> TurnState:
         StepStart(turn_id=turn.turn_id, step_id=step_id, step_type=StepType.tool_execution)
     )
     pending = state.get("pending") or []
-    server = [c for c in pending if c.tool_name not in core.client_tools]
-    client = [c for c in pending if c.tool_name in core.client_tools]
+    server = [c for c in pending if not core.waits_for_client(c)]
+    client = [c for c in pending if core.waits_for_client(c)]
     responses: list[ToolResponse]
     checks: list[CodeCheck] = []
     raw = state.get("unparsable")
@@ -265,7 +267,7 @@ async def tool_execution(state: TurnState, runtime: Rt) -> TurnState:
                 documents=tuple(turn.documents),
             )
 
-        responses, checks = await run_tool_calls(core, server, context)
+        responses, checks = await _run_server_side(core, server, context)
     responses, screened = await screen_tool_responses(core, responses)
     step = ToolExecutionStep(
         step_id=step_id,
@@ -287,6 +289,27 @@ async def tool_execution(state: TurnState, runtime: Rt) -> TurnState:
         "pending": client,
         "unparsable": None,
     }
+
+
+async def _run_server_side(
+    core: AgentCore, calls: list[ToolCall], context: Callable[[ToolCall], ToolContext[Any]]
+) -> tuple[list[ToolResponse], list[CodeCheck]]:
+    """Run ``calls``; a client tool's call among them has invalid arguments, which its result
+    says instead. Responses in call order."""
+    refused = {i: p for i, c in enumerate(calls) if (p := core.client_call_problem(c))}
+    run = [c for i, c in enumerate(calls) if i not in refused]
+    ran, checks = await run_tool_calls(core, run, context)
+    results = iter(ran)
+    limit = core.config.max_tool_output_chars
+    responses = [
+        next(results)
+        if i not in refused
+        else ToolResponse.from_output(
+            c, refused[i], max_output_chars=limit, error=ToolErrorKind.invalid_arguments
+        )
+        for i, c in enumerate(calls)
+    ]
+    return responses, checks
 
 
 def _unparsable_reason(core: AgentCore) -> str:

@@ -28,6 +28,7 @@ from agentic.agent import (
     ToolExecutionStep,
     TurnStatus,
 )
+from agentic.errors import ConfigError
 from agentic.shields import ShieldStage, Violation
 from agentic.testing import Reply, VLLMTestServer
 from agentic.tools import ToolContext, tool
@@ -198,6 +199,66 @@ async def test_mixed_client_and_server_results_reach_the_model_in_call_order(
     client = prompt.index(f"{IPYTHON}the user says Oslo<|eot_id|>")
     server_result = prompt.index(f"{IPYTHON}25 degrees celsius and sunny in Oslo<|eot_id|>")
     assert client < server_result  # ask_user was called first
+
+
+PICK = ToolDefinition.from_json_schema(
+    "pick_file",
+    {
+        "type": "object",
+        "properties": {"pattern": {"type": "string"}, "limit": {"type": "integer"}},
+        "required": ["pattern"],
+    },
+    "Ask the user to pick a file",
+)
+
+
+async def test_client_calls_with_invalid_arguments_go_back_to_the_model(tmp_path: Path) -> None:
+    script = [
+        '[pick_file(limit="three")]<|eot_id|>',  # no pattern, and a limit that is no integer
+        '[pick_file(pattern="*.csv", limit=3), pick_file(pattern=5)]<|eot_id|>',
+        "You picked a.csv.<|eot_id|>",
+    ]
+    with VLLMTestServer(script, models=[LLAMA32]) as server:
+        async with agent_on(server, tmp_path, client_tools=[PICK]) as agent:
+            session = await agent.create_session()
+            events = await events_of(session.turn("Open my data"))
+            waiting = events[-1]
+            assert waiting.event == "turn_awaiting_input"
+            # only the valid call reaches the caller, with its arguments as the model gave them
+            [call] = waiting.tool_calls
+            assert call.arguments == {"pattern": "*.csv", "limit": 3}
+            assert waiting.turn.pending_tool_calls == [call]
+            turn = await session.resume({call.call_id: "a.csv"})
+    assert turn.output_text == "You picked a.csv."
+    refused = [s for s in turn.steps if isinstance(s, ToolExecutionStep) and not s.client]
+    assert [[r.error for r in s.tool_responses] for s in refused] == [
+        ["invalid_arguments"],
+        ["invalid_arguments"],
+    ]
+    first = str(refused[0].tool_responses[0].content)
+    assert "pick_file" in first
+    assert "'pattern' is a required property" in first
+    assert "'three' is not of type 'integer'" in first
+    second_prompt, third_prompt = prompts(server)[1:]
+    assert "'pattern' is a required property" in second_prompt
+    # the results follow the calls' order: the caller's a.csv, then the refusal of pattern=5
+    assert third_prompt.endswith(
+        '[pick_file(pattern="*.csv", limit=3)][pick_file(pattern=5)]<|eot_id|>'
+        f"{IPYTHON}a.csv<|eot_id|>{IPYTHON}Invalid arguments for tool 'pick_file': "
+        "pattern: 5 is not of type 'string'<|eot_id|>"
+        "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    )
+
+
+async def test_a_client_tool_with_an_invalid_schema_fails_when_the_agent_is_built(
+    tmp_path: Path,
+) -> None:
+    bad = ToolDefinition.from_json_schema(
+        "pick_file", {"type": "object", "properties": {"pattern": {"type": "strin"}}}
+    )
+    with VLLMTestServer([]) as server, pytest.raises(ConfigError, match="pick_file"):
+        async with agent_on(server, tmp_path, client_tools=[bad]):
+            pass
 
 
 async def test_always_calling_model_is_capped_and_still_answers(tmp_path: Path) -> None:
