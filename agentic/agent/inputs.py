@@ -10,7 +10,8 @@ from typing import Any
 from agentic.agent.config import AgentConfig
 from agentic.errors import ConfigError, SessionStateError, UnsupportedFeatureError
 from agentic.llama.models import ModelSpec
-from agentic.tools.base import ToolResponse
+from agentic.tools.base import ToolErrorKind, ToolResponse, ToolResult
+from agentic.tools.executor import failure_message
 from agentic.types import (
     Content,
     ContentPart,
@@ -82,26 +83,60 @@ def documents_of(documents: Sequence[Document | str | Path]) -> list[Document]:
     return out
 
 
-def _by_call(results: Any) -> dict[str, Any]:
+_Given = tuple[Any, ToolErrorKind | None]
+"""A client's result for one call: the output, and the error kind when the tool failed."""
+
+
+def _given(value: Any, name: str) -> _Given:
+    """A result value as the caller gave it: a :class:`ToolResponse` keeps its error kind, a
+    :class:`ToolMessage` gives its content, and an exception says the tool failed."""
+    if isinstance(value, ToolResponse):
+        return ToolResult(value.content, tuple(value.artifacts)), value.error
+    if isinstance(value, ToolMessage):
+        return value.content, None
+    if isinstance(value, BaseException):
+        return failure_message(name, value), ToolErrorKind.exception
+    return value, None
+
+
+def _given_dict(item: Mapping[str, Any]) -> _Given:
+    """A ``{'call_id', 'content' | 'output', 'error'}`` result: ``error`` is an error kind,
+    or the message of a failure (the content when there is none)."""
+    error = item.get("error")
+    content = item.get("content", item.get("output"))
+    if not error:
+        return ("" if content is None else content), None
+    kinds = {k.value for k in ToolErrorKind}
+    if isinstance(error, str) and error in kinds:
+        return ("" if content is None else content), ToolErrorKind(error)
+    return (error if content is None else content), ToolErrorKind.exception
+
+
+def _by_call(results: Any, names: Mapping[str, str]) -> dict[str, _Given]:
     """Results keyed by call id, from a mapping or a list of messages / responses / dicts."""
     if isinstance(results, Mapping):
-        return dict(results)
+        return {str(k): _given(v, names.get(str(k), "")) for k, v in results.items()}
     if isinstance(results, str | bytes) or not isinstance(results, Iterable):
         raise ConfigError(
             "tool results must be {call_id: result, ...} (the ids of the turn's "
             f"pending_tool_calls) or a list of ToolMessage; got {results!r}"
         )
-    out: dict[str, Any] = {}
+    out: dict[str, _Given] = {}
     for item in results:
         if isinstance(item, ToolMessage | ToolResponse):
-            out[item.call_id] = item.content
+            call_id = item.call_id
+            given = _given(item, names.get(call_id, ""))
         elif isinstance(item, Mapping) and "call_id" in item:
-            out[str(item["call_id"])] = item.get("content", item.get("output", ""))
+            call_id = str(item["call_id"])
+            given = _given_dict(item)
         else:
             raise ConfigError(
                 "tool results must be {call_id: result} or a list of ToolMessage / "
                 f"{{'call_id': ..., 'content': ...}}; got {item!r}"
             )
+        if call_id in out:
+            raise SessionStateError(f"cannot resume: two results for {call_id}")
+        out[call_id] = given
     return out
 
 
@@ -109,7 +144,7 @@ def client_responses(
     pending: Sequence[ToolCall], results: Any, config: AgentConfig
 ) -> list[ToolResponse]:
     """Client tool results as responses in call order; every pending call needs one."""
-    given = _by_call(results)
+    given = _by_call(results, {c.call_id: c.tool_name for c in pending})
     expected = {c.call_id for c in pending}
     missing = [f"{c.tool_name} ({c.call_id})" for c in pending if c.call_id not in given]
     unknown = sorted(set(given) - expected)
@@ -122,6 +157,8 @@ def client_responses(
         raise SessionStateError("cannot resume: " + "; ".join(detail))
     limit = config.max_tool_output_chars
     return [
-        ToolResponse.from_output(call, given[call.call_id], max_output_chars=limit)
+        ToolResponse.from_output(
+            call, given[call.call_id][0], max_output_chars=limit, error=given[call.call_id][1]
+        )
         for call in pending
     ]

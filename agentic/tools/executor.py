@@ -30,7 +30,7 @@ from agentic.tools.base import (
 )
 from agentic.types import ToolCall
 
-__all__ = ["ToolExecutor", "unparsable_response"]
+__all__ = ["ToolExecutor", "failure_message", "unparsable_response"]
 
 _logger = logging.getLogger("agentic.tools")
 _UNPARSED_EXCERPT: Final = 200
@@ -144,12 +144,13 @@ class ToolExecutor:
         except asyncio.CancelledError as exc:
             if _being_cancelled():
                 raise
-            return _failure(name, exc), ToolErrorKind.exception  # cancelled from inside the tool
+            # cancelled from inside the tool
+            return failure_message(name, exc), ToolErrorKind.exception
         except (Exception, SystemExit) as exc:  # sys.exit() in a tool (argparse...) too
             if scope.expired():
                 return f"Tool '{name}' timed out after {limit:g}s", ToolErrorKind.timeout
             _logger.warning("tool %r failed", name, exc_info=exc)
-            return _failure(name, exc), ToolErrorKind.exception
+            return failure_message(name, exc), ToolErrorKind.exception
 
 
 def unparsable_response(call_id: str, raw: str, reason: str) -> ToolResponse:
@@ -176,7 +177,7 @@ def _being_cancelled() -> bool:
     return task is None or task.cancelling() > 0
 
 
-def _failure(name: str, exc: BaseException) -> str:
+def failure_message(name: str, exc: BaseException) -> str:
     """What the model reads about an exception: its type and message, no traceback."""
     if isinstance(exc, ToolExit) and exc.__cause__ is not None:
         exc = exc.__cause__  # what the tool itself raised

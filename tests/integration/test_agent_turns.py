@@ -28,11 +28,11 @@ from agentic.agent import (
     ToolExecutionStep,
     TurnStatus,
 )
-from agentic.errors import ConfigError
+from agentic.errors import ConfigError, SessionStateError
 from agentic.shields import ShieldStage, Violation
 from agentic.testing import Reply, VLLMTestServer
-from agentic.tools import ToolContext, tool
-from agentic.types import Message, ToolDefinition
+from agentic.tools import ToolContext, ToolResponse, tool
+from agentic.types import Message, ToolDefinition, ToolMessage
 
 IPYTHON = "<|start_header_id|>ipython<|end_header_id|>\n\n"
 
@@ -259,6 +259,60 @@ async def test_a_client_tool_with_an_invalid_schema_fails_when_the_agent_is_buil
     with VLLMTestServer([]) as server, pytest.raises(ConfigError, match="pick_file"):
         async with agent_on(server, tmp_path, client_tools=[bad]):
             pass
+
+
+@pytest.mark.parametrize(
+    ("result", "content", "error"),
+    [
+        (
+            PermissionError("the user said no"),
+            "Tool 'pick_file' failed: PermissionError: the user said no",
+            "exception",
+        ),
+        ({"call_id": "", "error": "the user said no"}, "the user said no", "exception"),
+        ("response", "no such file", "exception"),
+        ("message", "a.csv", None),
+    ],
+)
+async def test_client_failures_reach_the_model_as_failures(
+    tmp_path: Path, result: object, content: str, error: str | None
+) -> None:
+    script = ['[pick_file(pattern="*.csv")]<|eot_id|>', "Sorry.<|eot_id|>"]
+    with VLLMTestServer(script, models=[LLAMA32]) as server:
+        async with agent_on(server, tmp_path, client_tools=[PICK]) as agent:
+            session = await agent.create_session()
+            [call] = (await session.run("Open my data")).pending_tool_calls
+            given: object
+            if result == "response":
+                given = [ToolResponse.from_output(call, "no such file", error="exception")]
+            elif result == "message":
+                given = {call.call_id: ToolMessage(call_id=call.call_id, content="a.csv")}
+            elif isinstance(result, dict):
+                given = [{**result, "call_id": call.call_id}]
+            else:
+                given = {call.call_id: result}
+            turn = await session.resume(given)
+    step = turn.steps[1]
+    assert isinstance(step, ToolExecutionStep)
+    assert [(r.content, r.error) for r in step.tool_responses] == [(content, error)]
+    assert f"{IPYTHON}{content}<|eot_id|>" in prompts(server)[-1]
+
+
+async def test_two_results_for_one_client_call_are_refused(tmp_path: Path) -> None:
+    script = ['[pick_file(pattern="*.csv")]<|eot_id|>', "Done.<|eot_id|>"]
+    with VLLMTestServer(script, models=[LLAMA32]) as server:
+        async with agent_on(server, tmp_path, client_tools=[PICK]) as agent:
+            session = await agent.create_session()
+            [call] = (await session.run("Open my data")).pending_tool_calls
+            both = [
+                {"call_id": call.call_id, "content": "a.csv"},
+                {"call_id": call.call_id, "content": "b.csv"},
+            ]
+            with pytest.raises(SessionStateError, match=f"two results for {call.call_id}"):
+                await session.resume(both)
+            turn = await session.resume({call.call_id: "a.csv"})  # still waiting for one
+    assert turn.output_text == "Done."
+    assert len(prompts(server)) == 2
 
 
 async def test_always_calling_model_is_capped_and_still_answers(tmp_path: Path) -> None:
