@@ -75,8 +75,9 @@ class AgentConfig(BaseModel):
     client_tools: list[ToolDefinition] = Field(default_factory=list)
     """Tools the caller runs: the turn stops for their results (``Session.resume``)."""
     tool_choice: str = "auto"
-    """``auto``, ``required``, ``none`` or a tool name; required and named choices apply to
-    the first inference of a turn, then the model is free to answer."""
+    """``auto``, ``required``, ``none`` or a tool name; required and named choices hold in a
+    turn until the model made a call (its answer is made to start one), then the model is
+    free to answer."""
     tool_prompt_format: ToolPromptFormat | None = None
     input_shields: list[str | Shield] = Field(default_factory=list)
     """Judge the user's message; they run while the first inference already streams, and

@@ -193,7 +193,7 @@ class OutputGate:
             await asyncio.gather(task, return_exceptions=True)
 
     def refusal_events(
-        self, result: InferenceResult | None, refusal: AssistantMessage, iteration: int
+        self, result: InferenceResult | None, refusal: AssistantMessage, tool_choice: str
     ) -> InferenceStep:
         """Stream the refusal in place of the answer and the withheld step's end; the step."""
         assert self.start is not None
@@ -208,7 +208,7 @@ class OutputGate:
             step = InferenceStep(
                 started_at=self.started_at,
                 completed_at=utcnow(),
-                tool_choice=tool_choice_for(self.core, iteration),
+                tool_choice=tool_choice,
                 **ids,
                 **withheld,
             )
@@ -309,5 +309,5 @@ async def _after_inference(
         shield_steps = [gate.recorder.complete()] if gate.recorder.started else []
         return Guarded([*steps, result.step, *shield_steps], result)
     refusal = _refusal(core, violation)
-    withheld = gate.refusal_events(result, refusal, state.get("iteration", 0))
+    withheld = gate.refusal_events(result, refusal, tool_choice_for(core, state))
     return Guarded([*steps, withheld, gate.recorder.complete()], None, refusal, "output")

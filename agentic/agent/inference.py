@@ -24,6 +24,7 @@ from agentic.agent.types import (
     StepProgress,
     StepStart,
     StepType,
+    ToolExecutionStep,
     new_id,
     utcnow,
 )
@@ -56,18 +57,20 @@ class InferenceResult:
     context_start: int
 
 
-def tool_choice_for(core: AgentCore, iteration: int) -> str:
-    """The tool choice of the ``iteration``-th inference of a turn (from 0).
+def tool_choice_for(core: AgentCore, state: TurnState) -> str:
+    """The tool choice of the turn's next inference.
 
-    ``required`` and named choices hold for the first inference only (after a tool result the
-    model must be free to answer); past ``max_infer_iters`` tools are off, so it answers.
+    ``required`` and named choices hold until the model made a call this turn (after a tool
+    result it must be free to answer; an answer that made no call, such as a botched one, is
+    asked again); past ``max_infer_iters`` tools are off, so it answers.
     """
     choice = core.config.tool_choice
-    if iteration >= core.config.max_infer_iters:
+    if state.get("iteration", 0) >= core.config.max_infer_iters:
         return "none"
     if choice in ("auto", "none"):
         return choice
-    return choice if iteration == 0 else "auto"
+    called = any(isinstance(s, ToolExecutionStep) and s.tool_calls for s in state["turn"].steps)
+    return "auto" if called else choice
 
 
 def has_images(messages: Sequence[Message]) -> bool:
@@ -98,8 +101,8 @@ class _Plan:
     structured: dict[str, Any] | None
 
 
-def _plan(core: AgentCore, iteration: int) -> _Plan:
-    choice = tool_choice_for(core, iteration)
+def _plan(core: AgentCore, state: TurnState) -> _Plan:
+    choice = tool_choice_for(core, state)
     tools = core.tool_defs if choice != "none" else ()
     structured = core.response_schema if not tools else None
     return _Plan(choice, tools, forced_prefix(choice, tools, core.tool_format), structured)
@@ -135,7 +138,9 @@ async def _request(
             model=core.spec,
             tools=plan.tools,
             tool_prompt_format=core.tool_format,
-            tool_choice=plan.choice,
+            # the forced call opening enforces a required or named choice; the system
+            # prompt stays the same in every prompt of the session (vLLM's prefix cache)
+            tool_choice="auto" if plan.prefix else plan.choice,
             response_format=core.response_schema,
         )
 
@@ -240,7 +245,7 @@ def _unparsable(message: AssistantMessage, raw: str, plan: _Plan) -> str | None:
 async def run_inference(state: TurnState, ctx: TurnContext, emit: StreamWriter) -> InferenceResult:
     """Make the turn's next model call and record it."""
     core, turn = ctx.core, state["turn"]
-    plan = _plan(core, state.get("iteration", 0))
+    plan = _plan(core, state)
     ids = {"turn_id": turn.turn_id, "step_id": new_id(), "step_type": StepType.inference}
     started = utcnow()
     emit(StepStart(**ids))

@@ -401,6 +401,84 @@ async def test_tool_choice_required_and_named_force_a_call(
     assert turn.output_text == "It is 14:05 in Lima."
 
 
+@tool(name="brave_search")
+async def brave(query: str) -> str:
+    return f"Top result for {query}: sunny"
+
+
+@pytest.mark.parametrize(
+    ("model", "fmt", "choice", "prefix", "rest"),
+    [
+        (LLAMA31, None, "required", '{"name": "', 'get_time", "parameters": {"city": "Lima"}}'),
+        (LLAMA31, "function_tag", "get_time", "<function=get_time>", '{"city": "Lima"}</function>'),
+        (LLAMA32, None, "required", "[", 'get_time(city="Lima")]'),
+        (LLAMA32, None, "get_time", "[get_time(", 'city="Lima")]'),
+        (LLAMA31, None, "brave_search", '<|python_tag|>brave_search.call(query="', 'Lima")'),
+    ],
+)
+async def test_a_forced_tool_choice_holds_until_the_model_calls_a_tool(
+    tmp_path: Path, model: str, fmt: str | None, choice: str, prefix: str, rest: str
+) -> None:
+    script = [
+        "I just know: it is 14:05.<|eot_id|>",  # ignores the forced call
+        rest + "<|eom_id|>",
+        "It is 14:05 in Lima.<|eot_id|>",
+    ]
+    with VLLMTestServer(script, models=[model]) as server:
+        async with agent_on(
+            server,
+            tmp_path,
+            tools=[brave] if choice == "brave_search" else [get_time],
+            tool_choice=choice,
+            tool_prompt_format=fmt,
+        ) as agent:
+            turn = await (await agent.create_session()).run("Time in Lima?")
+    header = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    first, second, third = prompts(server)
+    assert first.endswith(header + prefix)
+    assert second.endswith(header + prefix)  # asked again: the first answer made no call
+    assert third.endswith(header)  # a call was made: free to answer
+    assert step_types(turn) == [
+        "inference",
+        "tool_execution",
+        "inference",
+        "tool_execution",
+        "inference",
+    ]
+    botched, called = (s for s in turn.steps if isinstance(s, ToolExecutionStep))
+    assert [r.error for r in botched.tool_responses] == ["unparsable"]
+    assert [c.tool_name for c in called.tool_calls] == [
+        choice if choice != "required" else "get_time"
+    ]
+    assert turn.output_text == "It is 14:05 in Lima."
+
+
+@pytest.mark.parametrize(
+    ("model", "choice", "rest"),
+    [
+        (LLAMA31, "required", 'get_time", "parameters": {"city": "Lima"}}<|eot_id|>'),
+        (LLAMA32, "get_time", 'city="Lima")]<|eot_id|>'),
+    ],
+)
+async def test_a_forced_tool_choice_keeps_the_session_prompts_append_only(
+    tmp_path: Path, model: str, choice: str, rest: str
+) -> None:
+    script = [rest, "It is 14:05 in Lima.<|eot_id|>", rest, "Still 14:05.<|eot_id|>"]
+    with VLLMTestServer(script, models=[model]) as server:
+        async with agent_on(server, tmp_path, tools=[get_time], tool_choice=choice) as agent:
+            session = await agent.create_session()
+            await session.run("Time in Lima?")
+            await session.run("And now?")
+    sent = prompts(server)
+    assert len(sent) == 4
+    header = "<|start_header_id|>assistant<|end_header_id|>\n\n"
+    # each prompt without its forced call opening extends the one before (vLLM's prefix cache)
+    bare = [p[: p.rindex(header) + len(header)] for p in sent]
+    for before, after in itertools.pairwise(bare):
+        assert after.startswith(before[: -len(header)])
+    assert "You MUST use" not in sent[0]  # the forced opening enforces the choice
+
+
 async def test_tool_choice_none_leaves_tools_out_and_never_executes(tmp_path: Path) -> None:
     script = ['{"name": "get_weather", "parameters": {"city": "Oslo"}}<|eot_id|>']
     with VLLMTestServer(script) as server:
@@ -452,25 +530,28 @@ async def test_tool_failures_go_back_to_the_model(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("model", "choice", "botched"),
+    ("model", "choice", "botched", "retry"),
     [
-        (LLAMA32, "auto", '[get_weather(city="Paris"]'),  # 3.2 calls end on eot
-        (LLAMA32, "auto", "[get_weather(city=Paris)]"),
-        (LLAMA32, "get_weather", "city=Paris)]"),  # after the forced prefix
-        (LLAMA32, "required", "I cannot do that."),
-        (LLAMA31, "required", 'I refuse"}'),
-        (LLAMA31, "auto", '{"name": "get_weather", "parameters": {"city": "Paris"'),
+        (LLAMA32, "auto", '[get_weather(city="Paris"]', ""),  # 3.2 calls end on eot
+        (LLAMA32, "auto", "[get_weather(city=Paris)]", ""),
+        (LLAMA32, "get_weather", "city=Paris)]", 'city="Paris")]'),  # after the forced prefix
+        (LLAMA32, "required", "I cannot do that.", 'get_weather(city="Paris")]'),
+        (LLAMA31, "required", 'I refuse"}', 'get_weather", "parameters": {"city": "Paris"}}'),
+        (LLAMA31, "auto", '{"name": "get_weather", "parameters": {"city": "Paris"', ""),
     ],
 )
 async def test_a_botched_call_ending_the_turn_goes_back_to_the_model(
-    tmp_path: Path, model: str, choice: str, botched: str
+    tmp_path: Path, model: str, choice: str, botched: str, retry: str
 ) -> None:
-    script = [botched + "<|eot_id|>", "Recovered.<|eot_id|>"]
+    # a forced choice holds until a call is made: the model is asked for the call again
+    retries = [retry + "<|eot_id|>"] if retry else []
+    script = [botched + "<|eot_id|>", *retries, "Recovered.<|eot_id|>"]
     with VLLMTestServer(script, models=[model]) as server:
         async with agent_on(server, tmp_path, tools=[get_weather], tool_choice=choice) as agent:
             events = await events_of((await agent.create_session()).turn("Weather in Paris?"))
     turn = events[-1].turn  # type: ignore[union-attr]
-    assert step_types(turn) == ["inference", "tool_execution", "inference"]
+    rounds = 2 if retry else 1
+    assert step_types(turn) == ["inference", "tool_execution"] * rounds + ["inference"]
     first = turn.steps[0].step_id
     streamed = [e for e in events if isinstance(e, StepProgress) and e.step_id == first]
     assert streamed == []  # the botched call never reaches the reader as answer text

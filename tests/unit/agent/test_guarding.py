@@ -243,7 +243,7 @@ async def test_a_gate_drops_everything_after_a_violation() -> None:
     assert stopped == [True]
     gate(text(" text. "))  # still streaming while the inference is cancelled: dropped
     assert await gate.finish() is not None
-    step = gate.refusal_events(None, AssistantMessage(content="No."), 0)
+    step = gate.refusal_events(None, AssistantMessage(content="No."), "auto")
     assert texts(out) == ["No."]
     assert out[-2].replaced
     assert step.withheld
