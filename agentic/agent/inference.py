@@ -37,6 +37,7 @@ from agentic.types import (
     ImageContent,
     Message,
     StopReason,
+    ToolCall,
     ToolDefinition,
     content_text,
 )
@@ -174,7 +175,7 @@ async def _stream(
         for event in events:
             if held is not None and isinstance(event, TextChunk):
                 held.append(event)
-            else:
+            elif isinstance(event, TextChunk) or _chosen(plan, event.call):
                 _progress(emit, ids, event, calls)
 
     progress(parser.feed(plan.prefix))
@@ -230,6 +231,20 @@ def _without_calls(
     )
 
 
+def _chosen(plan: _Plan, call: ToolCall) -> bool:
+    """Whether ``call`` may run under the plan's tool choice: a named one runs its tool only."""
+    return plan.choice in ("auto", "required", "none") or call.tool_name == plan.choice
+
+
+def _only_chosen(message: AssistantMessage, plan: _Plan) -> AssistantMessage:
+    """The answer without calls of other tools than a named tool choice's (the model wrote
+    them after the forced call): never run, never streamed."""
+    kept = [c for c in message.tool_calls if _chosen(plan, c)]
+    if not kept or len(kept) == len(message.tool_calls):
+        return message
+    return message.model_copy(update={"tool_calls": kept})
+
+
 def _unparsable(message: AssistantMessage, raw: str, plan: _Plan) -> str | None:
     """The raw text of a call the model meant to make but we cannot read: it stopped on
     ``<|eom_id|>`` (a call follows), it was made to start a call (``required`` or a named
@@ -252,6 +267,7 @@ async def run_inference(state: TurnState, ctx: TurnContext, emit: StreamWriter) 
     request, start, estimate = await _request(core, ctx, state, plan)
     said, completion, unparsable = await _stream(core, request, plan, emit, ids)
     message = _without_calls(core, said, plan, emit, ids)  # (tools off: nothing unparsable)
+    message = _only_chosen(message, plan)
     raw = plan.prefix + completion.text
     retracted = _misses_format(core, message, unparsable, plan)
     if retracted:  # the reader learns the streamed answer is withdrawn before the step ends
@@ -271,7 +287,7 @@ async def run_inference(state: TurnState, ctx: TurnContext, emit: StreamWriter) 
             state.get("turn_starts") or [], state.get("context_start", 0), start
         ),
         prompt_tokens_estimate=estimate,
-        unexecuted_calls=said.tool_calls if message is not said else [],
+        unexecuted_calls=[c for c in said.tool_calls if c not in message.tool_calls],
         retracted=retracted,
     )
     emit(StepComplete(turn_id=turn.turn_id, step=step))

@@ -107,8 +107,9 @@ class InferenceStep(_StepBase):
     text was neither kept nor streamed past the last checked chunk."""
     unexecuted_calls: list[ToolCall] = Field(default_factory=list)
     """Calls the model wrote although tools were off for this answer (``tool_choice`` none,
-    or the last call at ``max_infer_iters``): never run, never streamed, left out of
-    ``model_response``; an answer that was nothing but calls is replaced by a notice."""
+    or the last call at ``max_infer_iters``), or calls of other tools than a named
+    ``tool_choice``: never run, never streamed, left out of ``model_response``; an answer
+    that was nothing but calls is replaced by a notice."""
     retracted: bool = False
     """The answer missed the agent's response format: withdrawn (a ``step_progress`` with
     ``replaced`` and no text said so while streaming) and asked for again, guided."""

@@ -453,6 +453,37 @@ async def test_a_forced_tool_choice_holds_until_the_model_calls_a_tool(
     assert turn.output_text == "It is 14:05 in Lima."
 
 
+async def test_a_named_tool_choice_runs_no_other_tool(tmp_path: Path) -> None:
+    ask = ToolDefinition.from_json_schema("ask_user", {"type": "object", "properties": {}})
+    script = [
+        'city="Lima"), get_weather(city="Lima"), ask_user()]<|eot_id|>',
+        "It is 14:05 in Lima.<|eot_id|>",
+    ]
+    with VLLMTestServer(script, models=[LLAMA32]) as server:
+        async with agent_on(
+            server,
+            tmp_path,
+            tools=[get_time, get_weather],
+            client_tools=[ask],
+            tool_choice="get_time",
+        ) as agent:
+            events = await events_of((await agent.create_session()).turn("Time in Lima?"))
+    turn = events[-1].turn  # type: ignore[union-attr]
+    assert turn.status is TurnStatus.completed  # never waits for the client tool
+    first, ran = turn.steps[:2]
+    assert isinstance(first, InferenceStep)
+    assert isinstance(ran, ToolExecutionStep)
+    assert [c.tool_name for c in ran.tool_calls] == ["get_time"]
+    assert [c.tool_name for c in first.model_response.tool_calls] == ["get_time"]
+    assert [c.tool_name for c in first.unexecuted_calls] == ["get_weather", "ask_user"]
+    streamed = [
+        e.tool_call.tool_name for e in events if isinstance(e, StepProgress) and e.tool_call
+    ]
+    assert streamed == ["get_time"]
+    assert '[get_time(city="Lima")]<|eot_id|>' in prompts(server)[-1]
+    assert turn.output_text == "It is 14:05 in Lima."
+
+
 @pytest.mark.parametrize(
     ("model", "choice", "rest"),
     [
