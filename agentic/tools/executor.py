@@ -30,7 +30,7 @@ from agentic.tools.base import (
 )
 from agentic.types import ToolCall
 
-__all__ = ["ToolExecutor", "failure_message", "unparsable_response"]
+__all__ = ["ToolExecutor", "unparsable_response"]
 
 _logger = logging.getLogger("agentic.tools")
 _UNPARSED_EXCERPT: Final = 200
