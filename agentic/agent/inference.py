@@ -13,7 +13,6 @@ from pydantic import ValidationError
 
 from agentic.agent.prompting import (
     Budget,
-    byte_bound,
     context_window,
     fit_history,
     forced_prefix,
@@ -133,23 +132,27 @@ async def _request(
     key = f"{ctx.session_id}:{'tools' if plan.tools else 'plain'}"
 
     def render(i: int) -> str:
-        return core.prompts.render(
-            key,
-            [core.system, *history[i:], *current],
-            model=core.spec,
-            tools=plan.tools,
-            tool_prompt_format=core.tool_format,
-            # the forced call opening enforces a required or named choice; the system
-            # prompt stays the same in every prompt of the session (vLLM's prefix cache)
-            tool_choice="auto" if plan.prefix else plan.choice,
-            response_format=core.response_schema,
+        # the forced call prefix is part of the prompt the server gets: it is counted too
+        return (
+            core.prompts.render(
+                key,
+                [core.system, *history[i:], *current],
+                model=core.spec,
+                tools=plan.tools,
+                tool_prompt_format=core.tool_format,
+                # the forced call opening enforces a required or named choice; the system
+                # prompt stays the same in every prompt of the session (vLLM's prefix cache)
+                tool_choice="auto" if plan.prefix else plan.choice,
+                response_format=core.response_schema,
+            )
+            + plan.prefix
         )
 
-    fit = await fit_history(render, state.get("turn_starts") or [], start, await _budget(core))
-    # at least the prompt's tokens: the fit's count (exact, or its byte bound) and the
-    # forced call prefix's bytes; the backend then sizes max_tokens without counting again
-    known = fit.tokens + byte_bound(plan.prefix)
-    request = InferenceRequest(prompt=fit.prompt + plan.prefix, prompt_tokens=known, **common)
+    turn_starts = state.get("turn_starts") or []
+    fit = await fit_history(render, turn_starts, start, await _budget(core), len(history))
+    # the fit's count (exact, or its byte bound): the backend sizes max_tokens without
+    # counting again
+    request = InferenceRequest(prompt=fit.prompt, prompt_tokens=fit.tokens, **common)
     return request, fit.start, fit.tokens
 
 

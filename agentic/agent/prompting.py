@@ -288,19 +288,27 @@ def byte_bound(prompt: str) -> int:
     return len(prompt) if prompt.isascii() else len(prompt.encode("utf-8"))
 
 
-def _candidates(turn_starts: Sequence[int], start: int) -> Iterator[int]:
-    """``start``, then each later turn start (``turn_starts`` ascends: turns are appended)."""
+def _candidates(turn_starts: Sequence[int], start: int, end: int) -> Iterator[int]:
+    """``start``, then each later turn start (``turn_starts`` ascends: turns are appended),
+    then ``end`` (no history at all)."""
     yield start
     for i in range(bisect.bisect_right(turn_starts, start), len(turn_starts)):
         yield turn_starts[i]
+    if end > max(turn_starts[-1] if turn_starts else start, start):
+        yield end
 
 
 async def fit_history(
-    render: Callable[[int], str], turn_starts: Sequence[int], start: int, budget: Budget
+    render: Callable[[int], str],
+    turn_starts: Sequence[int],
+    start: int,
+    budget: Budget,
+    end: int,
 ) -> Fit:
     """The latest ``start`` (from ``start`` on, at turn boundaries) whose prompt fits.
 
-    ``render(i)`` is the prompt with history from message ``i``. A prompt's UTF-8 length bounds
+    ``render(i)`` is the prompt with history from message ``i``; ``end``, the history's
+    length, is the last resort: the current turn alone. A prompt's UTF-8 length bounds
     its tokens from above (every Llama 3 token is at least one byte), so the exact count is
     asked only when that bound is over the limit, and then only about text not counted before
     (:class:`TokenCounts`). Whole turns are dropped, oldest first, so a tool call never loses
@@ -309,7 +317,7 @@ async def fit_history(
     prompt = ""
     tokens = 0
     counted: tuple[str, int] | None = None
-    for candidate in _candidates(turn_starts, start):
+    for candidate in _candidates(turn_starts, start, end):
         prompt = render(candidate)
         tokens = byte_bound(prompt)
         if tokens <= budget.limit:

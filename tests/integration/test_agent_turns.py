@@ -29,10 +29,11 @@ from agentic.agent import (
     TurnStatus,
 )
 from agentic.errors import ConfigError, SessionStateError
+from agentic.llama.tokenizer import get_tokenizer
 from agentic.shields import ShieldStage, Violation
 from agentic.testing import Reply, VLLMTestServer
 from agentic.tools import ToolContext, ToolResponse, tool
-from agentic.types import Message, ToolDefinition, ToolMessage
+from agentic.types import Message, SamplingParams, ToolDefinition, ToolMessage
 
 IPYTHON = "<|start_header_id|>ipython<|end_header_id|>\n\n"
 
@@ -852,3 +853,56 @@ async def test_a_turn_with_an_image_goes_to_the_chat_endpoint(tmp_path: Path) ->
     # the instructions lead the first user message: 3.2 Vision refuses a system message
     assert [p["type"] for p in user["content"]] == ["text", "image_url", "text"]
     assert turn.input_messages[0].content[0].type == "image"  # type: ignore[union-attr]
+
+
+async def test_the_forced_call_prefix_counts_against_the_context(tmp_path: Path) -> None:
+    # a prompt that fits only without the call prefix the agent appends (tool_choice named)
+    # must drop an old turn: the server counts the prefix too
+    first = "Remember this: " + "lorem ipsum dolor sit amet " * 20
+    question = "Weather in Rome?"
+    script = [
+        'city="Oslo")]<|eot_id|>',
+        "Noted.<|eot_id|>",
+        'city="Rome")]<|eot_id|>',
+        "Sunny.<|eot_id|>",
+    ]
+    config = {"tool_choice": "get_weather", "sampling": SamplingParams(max_tokens=64)}
+    with VLLMTestServer(script, models=[LLAMA32]) as server:
+        async with agent_on(server, tmp_path, tools=[get_weather], **config) as agent:
+            session = await agent.create_session()
+            await session.run(first)
+            await session.run(question)
+    prompt = prompts(server)[2]
+    prefix = "[get_weather("
+    assert prompt.endswith(prefix)
+    without_prefix = get_tokenizer().count(prompt[: -len(prefix)])
+    window = without_prefix + 64  # the prompt fits exactly, but not with its prefix
+    with VLLMTestServer(script, models=[LLAMA32], max_model_len=window) as server:
+        async with agent_on(server, tmp_path, tools=[get_weather], **config) as agent:
+            session = await agent.create_session()
+            await session.run(first)
+            turn = await session.run(question)
+    assert turn.output_text == "Sunny."
+    step = turn.steps[0]
+    assert isinstance(step, InferenceStep)
+    assert step.dropped_turns == 1
+    assert "Remember this" not in prompts(server)[2]
+
+
+async def test_the_last_turn_is_dropped_when_only_the_new_one_fits(tmp_path: Path) -> None:
+    # the first turn's prompt fits 768 tokens (~740), but not with a second turn after it
+    long = "Summarize: " + "lorem ipsum dolor sit amet " * 140
+    summary = "It repeats one phrase. " * 10
+    script = [f"{summary}<|eot_id|>", "Paris.<|eot_id|>", "Rome.<|eot_id|>"]
+    with VLLMTestServer(script, max_model_len=1024) as server:
+        async with agent_on(server, tmp_path, response_token_reserve=256) as agent:
+            session = await agent.create_session()
+            await session.run(long)
+            turn = await session.run("Capital of France?")
+            after = await session.run("Capital of Italy?")
+    assert (turn.output_text, after.output_text) == ("Paris.", "Rome.")
+    assert [s.dropped_turns for s in turn.steps if isinstance(s, InferenceStep)] == [1]
+    last = prompts(server)
+    assert "lorem" not in last[1]
+    assert "Capital of France?" in last[2]
+    assert "lorem" not in last[2]

@@ -79,14 +79,17 @@ async def test_fit_history_drops_whole_turns_oldest_first() -> None:
         counted.append(text)
         return len(text) // 2  # the exact count is below the byte bound
 
-    fit = await fit_history(render, [0, 1, 2, 3], 0, Budget(limit=200, count=None))
+    fit = await fit_history(render, [0, 1, 2, 3], 0, Budget(limit=200, count=None), 4)
     assert fit.start == 3
     assert fit.prompt == "d" * 100 + "QUESTION"
-    fit = await fit_history(render, [0, 1, 2, 3], 0, Budget(limit=200, count=count))
+    fit = await fit_history(render, [0, 1, 2, 3], 0, Budget(limit=200, count=count), 4)
     assert fit.start == 1
     assert fit.tokens == 154
     assert len(counted) == 2
-    fit = await fit_history(render, [0, 1, 2, 3], 2, Budget(limit=10_000, count=None))
+    fit = await fit_history(render, [0, 1, 2, 3], 2, Budget(limit=10_000, count=None), 4)
     assert fit.start == 2  # never goes back before an earlier drop (stable prefix)
+    # the last finished turn goes too when only the current turn fits
+    fit = await fit_history(render, [0, 1, 2, 3], 0, Budget(limit=50, count=None), 4)
+    assert (fit.start, fit.prompt) == (4, "QUESTION")
     with pytest.raises(ContextLengthError, match="current turn alone"):
-        await fit_history(render, [0, 1, 2, 3], 0, Budget(limit=5, count=None))
+        await fit_history(render, [0, 1, 2, 3], 0, Budget(limit=5, count=None), 4)

@@ -145,7 +145,7 @@ async def test_fit_history_counts_a_growing_session_incrementally() -> None:
         def render(i: int) -> str:
             return _render(history[i:], False)
 
-        fit = await fit_history(render, turn_starts, start, budget)
+        fit = await fit_history(render, turn_starts, start, budget, turn_starts[-1])
         assert fit.tokens == get_tokenizer().count(fit.prompt) <= 400
         if start and fit.start == start:
             assert counter.take() < len(fit.prompt) // 2  # only the new turn was asked about
