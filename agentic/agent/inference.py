@@ -27,7 +27,7 @@ from agentic.agent.types import (
     new_id,
     utcnow,
 )
-from agentic.errors import InferenceError
+from agentic.errors import ConfigError, InferenceError
 from agentic.inference.base import Completion, InferenceRequest, TextDelta
 from agentic.llama.tool_calls import StreamingToolCallParser, TextChunk, opens_like_call
 from agentic.types import (
@@ -87,8 +87,15 @@ async def _budget(core: AgentCore) -> Budget:
         window = await context_window(
             core.backend, core.config.model, core.spec, core.config.context_length
         )
-        reserve = core.config.sampling.max_tokens or core.config.response_token_reserve
-        cached = Budget(limit=max(window - reserve, 1), count=core.token_counter)
+        max_tokens = core.config.sampling.max_tokens
+        reserve = max_tokens or core.config.response_token_reserve
+        if reserve >= window:
+            knob = "sampling.max_tokens" if max_tokens else "response_token_reserve"
+            raise ConfigError(
+                f"{knob} ({reserve}) leaves no room for the prompt: {core.config.model} is "
+                f"served with a context of {window} tokens; lower {knob}"
+            )
+        cached = Budget(limit=window - reserve, count=core.token_counter)
         core.budget_cache["budget"] = cached
     return cached
 

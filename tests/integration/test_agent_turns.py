@@ -906,3 +906,22 @@ async def test_the_last_turn_is_dropped_when_only_the_new_one_fits(tmp_path: Pat
     assert "lorem" not in last[1]
     assert "Capital of France?" in last[2]
     assert "lorem" not in last[2]
+
+
+@pytest.mark.parametrize(
+    ("config", "knob"),
+    [
+        ({"sampling": SamplingParams(max_tokens=4096)}, r"sampling.max_tokens \(4096\)"),
+        ({"response_token_reserve": 2048}, r"response_token_reserve \(2048\)"),
+    ],
+)
+async def test_an_answer_reserve_over_the_served_context_names_the_setting(
+    tmp_path: Path, config: dict[str, object], knob: str
+) -> None:
+    # the server serves a smaller context than the model's own: no prompt could ever fit
+    with VLLMTestServer(["Hi.<|eot_id|>"], max_model_len=2048) as server:
+        async with agent_on(server, tmp_path, **config) as agent:
+            session = await agent.create_session()
+            with pytest.raises(ConfigError, match=knob + ".*context of 2048 tokens"):
+                await session.run("Hello")
+    assert generations(server) == []
