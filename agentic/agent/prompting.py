@@ -3,6 +3,7 @@ and the context-window budget."""
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import inspect
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -345,15 +346,20 @@ async def call_maybe_async(fn: Callable[..., Any], *args: Any, **kwargs: Any) ->
 
 
 async def context_window(backend: Any, model: str, spec: ModelSpec, override: int | None) -> int:
-    """The context window: the config's, else what the backend reports, else the model's."""
+    """The context window: the config's, else what the backend reports (a method, as vLLM's
+    client has, or a property, as the in-process engine has), else the model's."""
     if override is not None:
         return override
-    reported = getattr(backend, "context_length", None)
-    if callable(reported):
-        try:
-            value = await call_maybe_async(reported, model)
-        except TypeError:
-            value = await call_maybe_async(reported)
-        if isinstance(value, int) and value > 0:
-            return value
+    if isinstance(inspect.getattr_static(backend, "context_length", None), property):
+        # off the event loop: reading it may load the model (TransformersLocal)
+        value = await asyncio.to_thread(getattr, backend, "context_length")
+    else:
+        value = getattr(backend, "context_length", None)
+        if callable(value):
+            try:
+                value = await call_maybe_async(value, model)
+            except TypeError:
+                value = await call_maybe_async(value)
+    if isinstance(value, int) and value > 0:
+        return value
     return spec.context_length

@@ -309,6 +309,11 @@ class TransformersLocal:
             limits.append(self.model_spec.context_length)
         return min(n for n in limits if n > 0)
 
+    async def count_tokens(self, text: str, *, model: str = "") -> int:
+        """How many tokens this engine makes of ``text`` (as is, no ``<|begin_of_text|>``
+        added): agents budget their prompts with it. ``model`` is ignored (one model here)."""
+        return await asyncio.to_thread(get_tokenizer().count, text)
+
     def _load_model(self) -> Any:
         import transformers
 

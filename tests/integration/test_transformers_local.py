@@ -15,6 +15,8 @@ import pytest
 import torch
 from helpers import collect
 
+from agentic.agent import Agent, AgentConfig, InferenceStep, PersistenceConfig
+from agentic.config import Settings
 from agentic.errors import (
     ConfigError,
     ContextLengthError,
@@ -340,6 +342,27 @@ async def test_context_length_errors(tiny: Path) -> None:
     with pytest.raises(ContextLengthError) as info:
         await complete(default, req("<|begin_of_text|>" + " word" * 2100))
     assert info.value.max_model_len == 2048
+
+
+async def test_an_agent_drops_old_turns_to_fit_the_engines_context(
+    tiny: Path, tmp_path: Path
+) -> None:
+    # the engine's context (max_context here) is what the agent budgets with, not the
+    # model's own 128k: old turns are dropped instead of the engine refusing the prompt
+    backend = TransformersLocal(
+        tiny, model_spec=SPEC, max_context=400, logits_processors=[scripted_tokens("Ok.<|eot_id|>")]
+    )
+    config = AgentConfig(
+        model=SPEC,
+        persistence=PersistenceConfig(backend="memory"),
+        sampling=SamplingParams(temperature=0, max_tokens=8),
+    )
+    async with Agent(config, backend=backend, settings=Settings(home=tmp_path)) as agent:
+        session = await agent.create_session()
+        turns = [await session.run(f"Turn {i}: " + "word " * 60) for i in range(6)]
+    assert [t.output_text for t in turns] == ["Ok."] * 6
+    dropped = [s.dropped_turns for t in turns for s in t.steps if isinstance(s, InferenceStep)]
+    assert sum(dropped) > 0
 
 
 async def test_renders_messages_with_the_model_spec(tiny: Path, backend: TransformersLocal) -> None:
