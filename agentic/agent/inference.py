@@ -4,7 +4,7 @@ parse tool calls as they become certain, and record an :class:`InferenceStep`.""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -130,33 +130,46 @@ async def _request(
         "sampling": core.config.sampling,
         "response_format": plan.structured,
     }
-    image_until = state.get("image_until")  # None: a session saved before it was kept
-    old_images = has_images(history[start:]) if image_until is None else image_until > start
-    if old_images or has_images(current):
-        # images go through the chat endpoint as messages; vLLM counts their tokens itself
-        messages = [core.system, *history[start:], *current]
-        return InferenceRequest(messages=messages, cache_key=ctx.session_id, **common), start, None
-    key = f"{ctx.session_id}:{'tools' if plan.tools else 'plain'}"
-
-    def render(i: int) -> str:
-        # the forced call prefix is part of the prompt the server gets: it is counted too
-        return (
-            core.prompts.render(
-                key,
-                [core.system, *history[i:], *current],
-                model=core.spec,
-                tools=plan.tools,
-                tool_prompt_format=core.tool_format,
-                # the forced call opening enforces a required or named choice; the system
-                # prompt stays the same in every prompt of the session (vLLM's prefix cache)
-                tool_choice="auto" if plan.prefix else plan.choice,
-                response_format=core.response_schema,
-            )
-            + plan.prefix
-        )
-
     turn_starts = state.get("turn_starts") or []
-    fit = await fit_history(render, turn_starts, start, await _budget(core), len(history))
+    budget = await _budget(core)
+    image_until = state.get("image_until")  # None: a session saved before it was kept
+
+    def images_from(i: int) -> bool:
+        old = has_images(history[i:]) if image_until is None else image_until > i
+        return old or has_images(current)
+
+    def prompt_from(key: str) -> Callable[[int], str]:
+        def render(i: int) -> str:
+            # the forced call prefix is part of the prompt the server gets: counted too
+            return (
+                core.prompts.render(
+                    key,
+                    [core.system, *history[i:], *current],
+                    model=core.spec,
+                    tools=plan.tools,
+                    tool_prompt_format=core.tool_format,
+                    # the forced call opening enforces a required or named choice; the system
+                    # prompt stays the same in every prompt of the session (prefix cache)
+                    tool_choice="auto" if plan.prefix else plan.choice,
+                    response_format=core.response_schema,
+                )
+                + plan.prefix
+            )
+
+        return render
+
+    if images_from(start):
+        # images go through the chat endpoint as messages; the budget counts the conversation
+        # in the Llama format (each image one <|image|>, as in the prompt vLLM builds)
+        images = prompt_from(f"{ctx.session_id}:images")
+        fit = await fit_history(images, turn_starts, start, budget, len(history))
+        start = fit.start
+        if images_from(start):
+            messages = [core.system, *history[start:], *current]
+            request = InferenceRequest(messages=messages, cache_key=ctx.session_id, **common)
+            return request, start, fit.tokens
+    key = f"{ctx.session_id}:{'tools' if plan.tools else 'plain'}"
+    fit = await fit_history(prompt_from(key), turn_starts, start, budget, len(history))
     # the fit's count (exact, or its byte bound): the backend sizes max_tokens without
     # counting again
     request = InferenceRequest(prompt=fit.prompt, prompt_tokens=fit.tokens, **common)

@@ -925,3 +925,28 @@ async def test_an_answer_reserve_over_the_served_context_names_the_setting(
             with pytest.raises(ConfigError, match=knob + ".*context of 2048 tokens"):
                 await session.run("Hello")
     assert generations(server) == []
+
+
+async def test_a_session_with_an_image_drops_old_turns_to_fit(tmp_path: Path) -> None:
+    vision = "meta-llama/Llama-3.2-11B-Vision-Instruct"
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 16
+    filler = "lorem ipsum dolor sit amet " * 60  # ~300 tokens a turn
+    script = [f"Answer {i}.<|eot_id|>" for i in range(10)]
+    with VLLMTestServer(script, models=[vision], max_model_len=2048) as server:
+        async with agent_on(server, tmp_path, response_token_reserve=256) as agent:
+            session = await agent.create_session()
+            turns = [
+                await session.run(f"Turn {i}: {filler}", images=[png] if i == 1 else [])
+                for i in range(10)
+            ]
+    assert [t.output_text for t in turns] == [f"Answer {i}." for i in range(10)]
+    steps = [s for t in turns for s in t.steps if isinstance(s, InferenceStep)]
+    assert sum(s.dropped_turns for s in steps) > 0
+    assert all(s.prompt_tokens_estimate is not None for s in steps)
+    assert all(s.prompt_tokens_estimate <= 2048 - 256 for s in steps)  # type: ignore[operator]
+    bodies = generations(server)
+    paths = ["messages" if "messages" in body else "prompt" for body in bodies]
+    # the image turn was dropped in the end: the conversation is back on the completions endpoint
+    assert paths[:2] == ["prompt", "messages"]
+    assert paths[-1] == "prompt"
+    assert "Turn 1:" not in prompts(server)[-1]
