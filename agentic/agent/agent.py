@@ -348,7 +348,9 @@ class Session:
         documents: Sequence[Document | str | Path] = (),
     ) -> TurnStream:
         """Run a turn, streaming its events; ``await`` the result for the :class:`Turn`."""
-        user = user_message(message, images, self.agent.core.spec)
+        core = self.agent.core
+        offered = core.tool_names if core.config.tool_choice != "none" else []
+        user = user_message(message, images, core.spec, tools=offered)
         docs = documents_of(documents)
         self.agent.documents.check(docs, self.agent.config.inline_document_tokens)
         return TurnStream(self._new_turn(user, docs))

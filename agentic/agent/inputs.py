@@ -45,8 +45,14 @@ def user_message(
     message: str | Content | UserMessage | Mapping[str, Any],
     images: Sequence[ImageContent | str | Path | bytes],
     spec: ModelSpec,
+    *,
+    tools: Sequence[str] = (),
 ) -> UserMessage:
-    """The turn's user message, images first (as Llama 3.2 Vision expects them)."""
+    """The turn's user message, images first (as Llama 3.2 Vision expects them).
+
+    ``tools``: the tools the agent offers the model; Llama 3.2 Vision cannot call tools with
+    an image in the prompt, so an image is refused here rather than by the server mid-turn.
+    """
     if isinstance(message, UserMessage):
         user = message
     elif isinstance(message, Mapping):
@@ -66,6 +72,12 @@ def user_message(
         raise UnsupportedFeatureError(
             f"{spec.id} cannot see images; use a vision model such as "
             "meta-llama/Llama-3.2-11B-Vision-Instruct"
+        )
+    if has_image and tools:
+        raise UnsupportedFeatureError(
+            f"{spec.id} cannot call tools with an image in the prompt, and this agent offers "
+            f"tools ({', '.join(tools)}); ask an agent without tools (or with "
+            "tool_choice='none') about the image, then give what it found to this one"
         )
     return user
 

@@ -28,7 +28,7 @@ from agentic.agent import (
     ToolExecutionStep,
     TurnStatus,
 )
-from agentic.errors import ConfigError, SessionStateError
+from agentic.errors import ConfigError, SessionStateError, UnsupportedFeatureError
 from agentic.llama.tokenizer import get_tokenizer
 from agentic.shields import ShieldStage, Violation
 from agentic.testing import Reply, VLLMTestServer
@@ -950,3 +950,20 @@ async def test_a_session_with_an_image_drops_old_turns_to_fit(tmp_path: Path) ->
     assert paths[:2] == ["prompt", "messages"]
     assert paths[-1] == "prompt"
     assert "Turn 1:" not in prompts(server)[-1]
+
+
+async def test_an_image_for_a_vision_agent_with_tools_is_refused_at_the_call(
+    tmp_path: Path,
+) -> None:
+    # Llama 3.2 Vision cannot call tools with an image in the prompt: refused before the turn
+    # starts, not by the backend halfway through it (which left the turn unfinished)
+    vision = "meta-llama/Llama-3.2-11B-Vision-Instruct"
+    png = b"\x89PNG\r\n\x1a\n" + b"0" * 16
+    with VLLMTestServer(["Hello.<|eot_id|>"], models=[vision]) as server:
+        async with agent_on(server, tmp_path, tools=[get_weather]) as agent:
+            session = await agent.create_session()
+            with pytest.raises(UnsupportedFeatureError, match="cannot call tools with an image"):
+                session.turn("What is this?", images=[png])
+            turn = await session.run("Hi")  # the session was left as it was
+    assert turn.output_text == "Hello."
+    assert len(generations(server)) == 1

@@ -50,6 +50,14 @@ def test_images_go_first_and_need_a_vision_model(tmp_path: Path) -> None:
         user_message(parts, (), TEXT)
 
 
+def test_an_image_is_refused_when_the_agent_offers_tools() -> None:
+    with pytest.raises(UnsupportedFeatureError, match=r"cannot call tools.*\(get_weather\)"):
+        user_message("What is this?", [PNG], VISION, tools=["get_weather"])
+    assert user_message("What is this?", (), VISION, tools=["get_weather"]).content == (
+        "What is this?"
+    )
+
+
 def test_documents_from_objects_text_and_paths(tmp_path: Path) -> None:
     path = tmp_path / "notes.md"
     path.write_text("# Notes\nhello")
