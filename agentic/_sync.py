@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Coroutine
+from typing import TypeVar
 
 from agentic.errors import UserError
 
@@ -35,19 +35,27 @@ def _background_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run ``coro`` to completion from synchronous code and return its result.
+async def _wait(awaitable: Awaitable[T]) -> T:
+    return await awaitable
 
-    Inside a running event loop this is an error (it would block the loop): await the async
-    method instead.
+
+def run_sync(awaitable: Awaitable[T]) -> T:
+    """Await ``awaitable`` (a coroutine, or e.g. the stream of ``session.resume(...)``) from
+    synchronous code and return its result.
+
+    Inside a running event loop (Jupyter, an async web handler) this is an error, since it
+    would block the loop: ``await`` it there instead.
     """
     try:
         asyncio.get_running_loop()
     except RuntimeError:
         pass
     else:
-        coro.close()
+        if isinstance(awaitable, Coroutine):
+            awaitable.close()  # never awaited: no "never awaited" warning for the caller's call
         raise UserError(
-            "run_sync() was called inside a running event loop; await the async method instead"
+            "run_sync() was called inside a running event loop (Jupyter, an async function): "
+            "await the call instead of wrapping it in run_sync()"
         )
+    coro = awaitable if isinstance(awaitable, Coroutine) else _wait(awaitable)
     return asyncio.run_coroutine_threadsafe(coro, _background_loop()).result()
