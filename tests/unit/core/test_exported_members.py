@@ -102,3 +102,8 @@ def test_the_top_level_imports_lazily_what_type_checkers_see() -> None:
     assert set(agentic.__all__) <= set(dir(agentic))
     with pytest.raises(AttributeError, match="no attribute 'Agnet'"):
         getattr(agentic, "Agnet")  # noqa: B009  (mypy already rejects agentic.Agnet)
+
+
+def test_the_package_is_marked_typed() -> None:
+    """PEP 561: without ``py.typed`` mypy and IDEs ignore the package's type hints."""
+    assert (Path(agentic.__file__).parent / "py.typed").is_file()
