@@ -77,7 +77,7 @@ def _instruct(
         vision=vision,
         tool_formats=formats,
         builtin_tools=builtin,
-        aliases=(short, short.lower(), hf.lower()),
+        aliases=(short, short.lower(), hf.lower(), hf.split("/", 1)[1]),
         vllm_args=vllm_args,
     )
 
@@ -164,19 +164,19 @@ _TABLE: list[ModelSpec] = [
         id="meta-llama/Llama-3.1-8B",
         family="llama3.1",
         prompt_style="base",
-        aliases=("Llama3.1-8B", "llama3.1-8b", "meta-llama/llama-3.1-8b"),
+        aliases=("Llama3.1-8B", "llama3.1-8b", "meta-llama/llama-3.1-8b", "Llama-3.1-8B"),
     ),
     ModelSpec(
         id="meta-llama/Llama-3.2-1B",
         family="llama3.2",
         prompt_style="base",
-        aliases=("Llama3.2-1B", "llama3.2-1b", "meta-llama/llama-3.2-1b"),
+        aliases=("Llama3.2-1B", "llama3.2-1b", "meta-llama/llama-3.2-1b", "Llama-3.2-1B"),
     ),
     ModelSpec(
         id="meta-llama/Llama-3.2-3B",
         family="llama3.2",
         prompt_style="base",
-        aliases=("Llama3.2-3B", "llama3.2-3b", "meta-llama/llama-3.2-3b"),
+        aliases=("Llama3.2-3B", "llama3.2-3b", "meta-llama/llama-3.2-3b", "Llama-3.2-3B"),
     ),
     ModelSpec(
         id="meta-llama/Llama-Guard-3-8B",

@@ -39,6 +39,13 @@ def test_capability_rows(
     assert not spec.is_guard
 
 
+@pytest.mark.parametrize(
+    "name", ["Llama-3.1-8B-Instruct", "llama-3.3-70b-instruct", "Llama-3.2-3B", "Llama-Guard-3-1B"]
+)
+def test_the_hugging_face_name_without_its_org_is_an_alias(name: str) -> None:
+    assert resolve_model(name).id.lower() == f"meta-llama/{name}".lower()
+
+
 def test_guard_rows() -> None:
     assert resolve_model("Llama-Guard-3-8B").guard_categories[-1] == "S14"
     assert len(resolve_model("meta-llama/Llama-Guard-3-1B").guard_categories) == 13
