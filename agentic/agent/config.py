@@ -7,7 +7,9 @@ when the agent is built, so a YAML file can name the Python tools of the script 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import difflib
+import typing
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -163,9 +165,41 @@ class AgentConfig(BaseModel):
 
 
 def _errors(exc: ValidationError) -> str:
-    """Pydantic's errors as one line per field: ``field.path: message``."""
+    """Pydantic's errors as one line per field: ``field.path: message``; a misspelt setting
+    says which one was meant."""
     parts = []
     for err in exc.errors():
         where = ".".join(str(x) for x in err["loc"]) or "config"
-        parts.append(f"{where}: {err['msg']}")
+        message = err["msg"]
+        if err["type"] == "extra_forbidden":
+            message = "unknown setting" + _did_you_mean(err["loc"])
+        parts.append(f"{where}: {message}")
     return "; ".join(parts)
+
+
+def _did_you_mean(loc: Sequence[int | str]) -> str:
+    """``, did you mean 'x'?`` for a misspelt field at ``loc``, else ``''``."""
+    model: Any = AgentConfig
+    for key in loc[:-1]:
+        if isinstance(key, int):
+            continue  # an item of a list field: same model
+        field = model.model_fields.get(key) if _is_model(model) else None
+        model = None if field is None else _model_in(field.annotation)
+    if not _is_model(model):
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
+    return f", did you mean {close[0]!r}?" if close else ""
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model a field holds (itself, or the item type of a list of them)."""
+    if _is_model(annotation):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if (found := _model_in(arg)) is not None:
+            return found
+    return None

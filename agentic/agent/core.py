@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import difflib
 import importlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -120,10 +121,11 @@ def _resolve(
     known: Mapping[str, T],
     cls: type,
     default: Callable[[str], T | None] = lambda _: None,
+    builtin: Sequence[str] = (),
 ) -> list[T]:
     """Objects for a config list that mixes objects and names of objects in ``known``.
 
-    A name not in ``known`` may still have a ``default`` (the built-in tools).
+    A name not in ``known`` may still have a ``default`` (the ``builtin`` names).
     """
     out: list[T] = []
     for item in items:
@@ -131,11 +133,7 @@ def _resolve(
             if item not in known and (made := default(item)) is not None:
                 out.append(made)
             elif item not in known:
-                have = ", ".join(sorted(known)) or "none were passed"
-                raise ConfigError(
-                    f"unknown {kind} {item!r} in the agent config; pass it to Agent({kind}s=[...]) "
-                    f"(available: {have})"
-                )
+                raise ConfigError(_unknown(kind, item, sorted(known), builtin))
             else:
                 out.append(known[item])
         elif isinstance(item, cls):
@@ -143,6 +141,19 @@ def _resolve(
         else:
             raise ConfigError(f"{kind} {item!r} is neither a name nor a {cls.__name__}")
     return out
+
+
+def _unknown(kind: str, name: str, passed: Sequence[str], builtin: Sequence[str]) -> str:
+    """Why ``name`` names nothing, with the closest name that does."""
+    close = difflib.get_close_matches(name, [*passed, *builtin], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    have = f"passed: {', '.join(passed) or 'none'}"
+    if builtin:
+        have += f"; built in: {', '.join(builtin)}"
+    return (
+        f"unknown {kind} {name!r} in the agent config{hint}; pass it to "
+        f"Agent({kind}s=[...]) ({have})"
+    )
 
 
 def _by_name(kind: str, objects: Sequence[Any], key: Callable[[Any], str]) -> dict[str, Any]:
@@ -312,6 +323,7 @@ def build_core(
         _by_name("tool", tools, lambda t: t.definition.name),
         Tool,
         default_tool,
+        sorted(_BUILTIN_TOOLS),
     )
     defs = [t.definition for t in server_tools] + list(config.client_tools)
     _check_duplicates([d.name for d in defs])

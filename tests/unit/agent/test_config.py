@@ -46,6 +46,11 @@ def test_a_valid_agent_builds(tmp_path: Path) -> None:
     ("config", "error", "match"),
     [
         ({"tools": ["nope"]}, ConfigError, "unknown tool 'nope'"),
+        (
+            {"tools": ["brave_serch"]},
+            ConfigError,
+            "did you mean 'brave_search'.*built in: brave_search, code_interpreter",
+        ),
         ({"tools": [get_weather, get_weather]}, ConfigError, "duplicate tool names.*get_weather"),
         (
             {
@@ -121,7 +126,13 @@ def test_config_from_yaml_resolves_tool_names(tmp_path: Path) -> None:
         ("model: [unclosed", "not valid YAML"),
         ("- a\n- b\n", "must be a mapping"),
         (f"model: {LLAMA31}\nmax_infer_iters: 0\n", "max_infer_iters"),
-        (f"model: {LLAMA31}\ncolour: blue\n", "colour"),
+        (f"model: {LLAMA31}\ncolour: blue\n", "colour: unknown setting$"),
+        (f"model: {LLAMA31}\ninstruction: Be brief.\n", "did you mean 'instructions'"),
+        (f"model: {LLAMA31}\nsampling: {{temprature: 0}}\n", "did you mean 'temperature'"),
+        (
+            f"model: {LLAMA31}\nclient_tools: [{{name: ask, descripton: Ask}}]\n",
+            "client_tools.0.descripton: unknown setting, did you mean 'description'",
+        ),
     ],
 )
 def test_bad_yaml_is_a_config_error(tmp_path: Path, text: str, match: str) -> None:
