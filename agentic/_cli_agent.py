@@ -166,13 +166,13 @@ def _settings(path: Path) -> dict[str, Any]:
 async def _agent(args: argparse.Namespace, backend: VLLMServer) -> Agent:
     data = _settings(args.config) if args.config else {}
     model = args.model or data.get("model") or await _served_model(backend)
-    try:
+    try:  # the config's own mistakes and those found when the agent is built
         config = AgentConfig.from_dict({**data, "model": model})
+        return Agent(config, backend=backend, settings=Settings())
     except ConfigError as exc:
         if args.config is None:
             raise
         raise ConfigError(f"{exc} (in {str(args.config)!r})") from exc
-    return Agent(config, backend=backend, settings=Settings())
 
 
 async def _open(args: argparse.Namespace, stack: AsyncExitStack) -> Session:

@@ -178,6 +178,18 @@ def test_run_fills_a_config_without_model(
     assert (server.requests[-1].body or {})["model"] == LLAMA31
 
 
+def test_a_config_mistake_found_when_the_agent_is_built_names_the_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _agent_yaml(tmp_path, f"model: {LLAMA31}\ntools: [brave_serch]\n")
+    with VLLMTestServer([]) as server:
+        code = main(["run", config, "Hi", "--base-url", server.base_url])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "unknown tool 'brave_serch'" in err
+    assert f"(in {config!r})" in err
+
+
 def test_chat_says_when_the_base_url_lacks_v1(capsys: pytest.CaptureFixture[str]) -> None:
     with VLLMTestServer([]) as server:
         code = main(["chat", "--base-url", server.url])
