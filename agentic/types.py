@@ -10,12 +10,13 @@ import base64
 import json
 import mimetypes
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from agentic.errors import ConfigError
 
@@ -78,7 +79,25 @@ ToolChoice: TypeAlias = str
 """``"auto"``, ``"required"``, ``"none"``, or the name of one tool the model must call."""
 
 
-class _Frozen(BaseModel):
+class _CompactRepr(BaseModel):
+    """``repr()`` without the fields that still have their default value, so a printed turn
+    shows what happened rather than every ``None``, ``False`` and ``[]``."""
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        fields = type(self).model_fields
+        for name, value in super().__repr_args__():
+            field = fields.get(name) if name is not None else None
+            if field is None or not _is_default(field, value):
+                yield name, value
+
+
+def _is_default(field: FieldInfo, value: Any) -> bool:
+    if field.is_required() or field.default_factory_takes_validated_data:
+        return False
+    return bool(value == field.get_default(call_default_factory=True))
+
+
+class _Frozen(_CompactRepr):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 

@@ -20,14 +20,14 @@ from agentic.errors import ConfigError
 from agentic.memory.base import Retriever
 from agentic.shields.base import DEFAULT_REFUSAL, Shield, TextScanner
 from agentic.tools.base import Tool
-from agentic.types import SamplingParams, ToolDefinition, ToolPromptFormat
+from agentic.types import SamplingParams, ToolDefinition, ToolPromptFormat, _CompactRepr
 
 __all__ = ["AgentConfig", "PersistenceConfig"]
 
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant."
 
 
-class PersistenceConfig(BaseModel):
+class PersistenceConfig(_CompactRepr):
     """Where sessions live.
 
     ``sqlite`` (default): a file under the home directory (``path`` to choose another).
@@ -61,7 +61,7 @@ class PersistenceConfig(BaseModel):
             )
 
 
-class AgentConfig(BaseModel):
+class AgentConfig(_CompactRepr):
     """The definition of an agent. Validated twice: field by field here, as a whole when an
     :class:`~agentic.Agent` is built from it (tool names, model capabilities...)."""
 

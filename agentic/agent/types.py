@@ -25,6 +25,7 @@ from agentic.types import (
     Message,
     ToolCall,
     Usage,
+    _CompactRepr,
     content_text,
 )
 
@@ -63,7 +64,7 @@ def utcnow() -> _dt.datetime:
     return _dt.datetime.now(_dt.UTC)
 
 
-class _Frozen(BaseModel):
+class _Frozen(_CompactRepr):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 

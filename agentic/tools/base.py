@@ -27,6 +27,7 @@ from agentic.types import (
     ToolCall,
     ToolDefinition,
     ToolMessage,
+    _CompactRepr,
 )
 
 __all__ = [
@@ -145,7 +146,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-class ToolResponse(BaseModel):
+class ToolResponse(_CompactRepr):
     """What one call produced, as recorded in a ToolExecutionStep and sent back to the model."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -203,3 +203,43 @@ def test_json_schema_of_and_sampling_defaults() -> None:
     with pytest.raises(ValueError, match="greater than or equal to 1"):
         SamplingParams(max_tokens=0)
     assert Usage(prompt_tokens=3, completion_tokens=4).total_tokens == 7
+
+
+def test_repr_leaves_out_fields_at_their_default() -> None:
+    """A printed turn shows what happened, not every None, False and []."""
+    import datetime as dt
+
+    from agentic.agent import AgentConfig, InferenceStep, Turn
+    from agentic.tools.base import ToolResponse
+
+    now = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    step = InferenceStep(
+        step_id="s",
+        turn_id="t",
+        started_at=now,
+        completed_at=now,
+        model_response=AssistantMessage(content="Hi.", stop_reason=StopReason.end_of_turn),
+    )
+    turn = Turn(
+        turn_id="t",
+        session_id="x",
+        input_messages=[UserMessage(content="Hello")],
+        steps=[step],
+        started_at=now,
+    )
+    text = repr(turn)
+    assert "UserMessage(content='Hello')" in text
+    assert "AssistantMessage(content='Hi.', stop_reason=" in text
+    for noise in ("documents=", "pending_tool_calls=", "withheld=", "forced_prefix=", "index="):
+        assert noise not in text
+    assert repr(SamplingParams()) == "SamplingParams()"
+    assert repr(SamplingParams(temperature=0)) == "SamplingParams(temperature=0.0)"
+    assert (
+        repr(AgentConfig(model="m", max_infer_iters=3))
+        == "AgentConfig(model='m', max_infer_iters=3)"
+    )
+    response = ToolResponse(
+        call_id="c", tool_name="f", content="ok", started_at=now, completed_at=now
+    )
+    assert "error=" not in repr(response)
+    assert repr(ToolCall(call_id="c", tool_name="f")) == "ToolCall(call_id='c', tool_name='f')"
