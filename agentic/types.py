@@ -15,7 +15,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 
 from agentic.errors import ConfigError
@@ -325,6 +333,34 @@ class ToolParam(_Frozen):
     default: Any = None
 
 
+_OBJECT_SCHEMA_KEYS = frozenset(
+    {
+        "$defs",
+        "$id",
+        "$schema",
+        "additionalProperties",
+        "allOf",
+        "anyOf",
+        "default",
+        "definitions",
+        "description",
+        "examples",
+        "maxProperties",
+        "minProperties",
+        "not",
+        "oneOf",
+        "patternProperties",
+        "properties",
+        "propertyNames",
+        "required",
+        "title",
+        "type",
+        "unevaluatedProperties",
+    }
+)
+"""The keywords an object's JSON schema may have at its top level."""
+
+
 class ToolDefinition(_Frozen):
     """A tool offered to the model: a name, a description and a JSON schema for its arguments.
 
@@ -337,6 +373,22 @@ class ToolDefinition(_Frozen):
     parameters: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}, "required": []}
     )
+
+    @field_validator("parameters")
+    @classmethod
+    def _object_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """An object schema: parameters given as ``{name: {...}}`` (llama-stack's shape) would
+        otherwise reach the model as a tool without parameters."""
+        if value.get("type", "object") != "object":
+            raise ValueError("parameters must be the JSON schema of an object (type: object)")
+        unknown = sorted(set(value) - _OBJECT_SCHEMA_KEYS)
+        if unknown and "properties" not in value:
+            raise ValueError(
+                f"parameters must be a JSON schema ({{type: object, properties: {{name: "
+                f"{{type: ..., description: ...}}}}, required: [...]}}), not a mapping of "
+                f"parameter names ({', '.join(unknown)})"
+            )
+        return value
 
     @property
     def is_builtin(self) -> bool:

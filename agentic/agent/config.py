@@ -170,7 +170,7 @@ def _errors(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(x) for x in err["loc"]) or "config"
-        message = err["msg"]
+        message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             message = "unknown setting" + _did_you_mean(err["loc"])
         parts.append(f"{where}: {message}")

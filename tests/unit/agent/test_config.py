@@ -133,6 +133,10 @@ def test_config_from_yaml_resolves_tool_names(tmp_path: Path) -> None:
             f"model: {LLAMA31}\nclient_tools: [{{name: ask, descripton: Ask}}]\n",
             "client_tools.0.descripton: unknown setting, did you mean 'description'",
         ),
+        (
+            f"model: {LLAMA31}\nclient_tools: [{{name: ask, parameters: {{q: {{type: str}}}}}}]\n",
+            "client_tools.0.parameters: parameters must be a JSON schema .*names \\(q\\)",
+        ),
     ],
 )
 def test_bad_yaml_is_a_config_error(tmp_path: Path, text: str, match: str) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, Field, TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from agentic.errors import ConfigError
 from agentic.types import (
@@ -243,3 +243,15 @@ def test_repr_leaves_out_fields_at_their_default() -> None:
     )
     assert "error=" not in repr(response)
     assert repr(ToolCall(call_id="c", tool_name="f")) == "ToolCall(call_id='c', tool_name='f')"
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [{"city": {"param_type": "str", "required": True}}, {"type": "array", "items": {}}],
+)
+def test_tool_parameters_must_be_an_object_schema(parameters: dict[str, Any]) -> None:
+    """Else the model would be offered the tool without any of its parameters."""
+    with pytest.raises(ValidationError, match="parameters must be"):
+        ToolDefinition(name="get_weather", parameters=parameters)
+    assert ToolDefinition(name="t", parameters={}).params() == []
+    assert ToolDefinition(name="t", parameters={"$defs": {}, "title": "T"}).params() == []
