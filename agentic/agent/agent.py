@@ -347,7 +347,12 @@ class Session:
         images: Sequence[ImageContent | str | Path | bytes] = (),
         documents: Sequence[Document | str | Path] = (),
     ) -> TurnStream:
-        """Run a turn, streaming its events; ``await`` the result for the :class:`Turn`."""
+        """Run a turn, streaming its events; ``await`` the result for the :class:`Turn`.
+
+        ``images``: :class:`ImageContent`, bytes, or a path or URL (``str`` or ``Path``).
+        ``documents``: :class:`Document`, a ``Path`` of a file to read, or a ``str`` that *is*
+        the document's text (for a file name, pass ``Path(name)`` or ``Document.from_path``).
+        """
         core = self.agent.core
         offered = core.tool_names if core.config.tool_choice != "none" else []
         user = user_message(message, images, core.spec, tools=offered)
