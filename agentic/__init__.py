@@ -1,8 +1,10 @@
 """llama-agentic: agents for Llama 3.x models on vLLM.
 
 The top level holds what most scripts need; the sub-namespaces hold the rest:
-``agentic.llama`` (prompt format, tool calls, tokenizer, model table), ``agentic.inference``
-(backends), ``agentic.types``, ``agentic.errors`` and ``agentic.testing`` (test doubles).
+``agentic.agent`` (the typed steps and streamed events of a turn), ``agentic.tools``,
+``agentic.memory``, ``agentic.shields``, ``agentic.llama`` (prompt format, tool calls,
+tokenizer, model table), ``agentic.inference`` (backends), ``agentic.types``,
+``agentic.errors`` and ``agentic.testing`` (test doubles).
 """
 
 from __future__ import annotations
