@@ -7,6 +7,7 @@ import itertools
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from agent_helpers import (
@@ -32,7 +33,7 @@ from agentic.errors import ConfigError, SessionStateError, UnsupportedFeatureErr
 from agentic.llama.tokenizer import get_tokenizer
 from agentic.shields import ShieldStage, Violation
 from agentic.testing import Reply, VLLMTestServer
-from agentic.tools import ToolContext, ToolResponse, tool
+from agentic.tools import ToolContext, ToolErrorKind, ToolResponse, tool
 from agentic.types import Message, SamplingParams, ToolDefinition, ToolMessage
 
 IPYTHON = "<|start_header_id|>ipython<|end_header_id|>\n\n"
@@ -285,7 +286,9 @@ async def test_client_failures_reach_the_model_as_failures(
             [call] = (await session.run("Open my data")).pending_tool_calls
             given: object
             if result == "response":
-                given = [ToolResponse.from_output(call, "no such file", error="exception")]
+                given = [
+                    ToolResponse.from_output(call, "no such file", error=ToolErrorKind.exception)
+                ]
             elif result == "message":
                 given = {call.call_id: ToolMessage(call_id=call.call_id, content="a.csv")}
             elif isinstance(result, dict):
@@ -866,7 +869,10 @@ async def test_the_forced_call_prefix_counts_against_the_context(tmp_path: Path)
         'city="Rome")]<|eot_id|>',
         "Sunny.<|eot_id|>",
     ]
-    config = {"tool_choice": "get_weather", "sampling": SamplingParams(max_tokens=64)}
+    config: dict[str, Any] = {
+        "tool_choice": "get_weather",
+        "sampling": SamplingParams(max_tokens=64),
+    }
     with VLLMTestServer(script, models=[LLAMA32]) as server:
         async with agent_on(server, tmp_path, tools=[get_weather], **config) as agent:
             session = await agent.create_session()
@@ -916,7 +922,7 @@ async def test_the_last_turn_is_dropped_when_only_the_new_one_fits(tmp_path: Pat
     ],
 )
 async def test_an_answer_reserve_over_the_served_context_names_the_setting(
-    tmp_path: Path, config: dict[str, object], knob: str
+    tmp_path: Path, config: dict[str, Any], knob: str
 ) -> None:
     # the server serves a smaller context than the model's own: no prompt could ever fit
     with VLLMTestServer(["Hi.<|eot_id|>"], max_model_len=2048) as server:
