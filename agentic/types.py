@@ -7,13 +7,15 @@ takes messages also takes plain dicts in the OpenAI chat shape; :func:`as_messag
 from __future__ import annotations
 
 import base64
+import difflib
 import json
 import mimetypes
+import typing
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -107,6 +109,75 @@ def _is_default(field: FieldInfo, value: Any) -> bool:
 
 class _Frozen(_CompactRepr):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+if TYPE_CHECKING:  # type checkers keep the fields' own signature
+
+    class _Settings(_CompactRepr):
+        _what: ClassVar[str]
+
+else:
+
+    class _SettingsMeta(type(BaseModel)):
+        """Makes a mistake in constructing settings a :class:`ConfigError`. Only a direct
+        call (``SamplingParams(...)``) goes through here; nested settings validated inside
+        another model leave pydantic's error to it, which names the field's whole path."""
+
+        def __call__(cls, /, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return super().__call__(*args, **kwargs)
+            except ValidationError as exc:
+                message = validation_message(exc, cls)
+                raise ConfigError(f"invalid {cls._what}: {message}") from exc
+
+    class _Settings(_CompactRepr, metaclass=_SettingsMeta):
+        """Settings a user writes: a mistake is a :class:`ConfigError` naming each field
+        (and the setting a misspelt one meant), as in a YAML config, not pydantic's
+        ``ValidationError``."""
+
+        _what: ClassVar[str] = "settings"
+
+
+def validation_message(exc: ValidationError, root: type[BaseModel]) -> str:
+    """Pydantic's errors as ``field.path: message``, ``;``-separated; a misspelt setting says
+    which one of ``root``'s (or its nested settings') was meant."""
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err["loc"]) or "config"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = "unknown setting" + _did_you_mean(root, err["loc"])
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def _did_you_mean(root: type[BaseModel], loc: Iterable[int | str]) -> str:
+    """``, did you mean 'x'?`` for a misspelt field at ``loc``, else ``''``."""
+    *path, last = loc
+    model: Any = root
+    for key in path:
+        if isinstance(key, int):
+            continue  # an item of a list field: same model
+        field = model.model_fields.get(key) if _is_model(model) else None
+        model = None if field is None else _model_in(field.annotation)
+    if not _is_model(model):
+        return ""
+    close = difflib.get_close_matches(str(last), list(model.model_fields), n=1)
+    return f", did you mean {close[0]!r}?" if close else ""
+
+
+def _is_model(value: Any) -> bool:
+    return isinstance(value, type) and issubclass(value, BaseModel)
+
+
+def _model_in(annotation: Any) -> Any:
+    """The pydantic model a field holds (itself, or the item type of a list of them)."""
+    if _is_model(annotation):
+        return annotation
+    for arg in typing.get_args(annotation):
+        if (found := _model_in(arg)) is not None:
+            return found
+    return None
 
 
 class TextContent(_Frozen):
@@ -538,8 +609,10 @@ def json_schema_of(fmt: type[BaseModel] | Mapping[str, Any]) -> dict[str, Any]:
     raise ConfigError("response_format must be a pydantic model class or a JSON schema dict")
 
 
-class SamplingParams(_Frozen):
+class SamplingParams(_Settings, _Frozen):
     """Sampling settings; ``None`` leaves a setting to the server's default."""
+
+    _what: ClassVar[str] = "sampling params"
 
     temperature: float = Field(default=0.6, ge=0)
     top_p: float = Field(default=0.9, gt=0, le=1)

@@ -7,11 +7,9 @@ when the agent is built, so a YAML file can name the Python tools of the script 
 
 from __future__ import annotations
 
-import difflib
-import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -20,14 +18,20 @@ from agentic.errors import ConfigError
 from agentic.memory.base import Retriever
 from agentic.shields.base import DEFAULT_REFUSAL, Shield, TextScanner
 from agentic.tools.base import Tool
-from agentic.types import SamplingParams, ToolDefinition, ToolPromptFormat, _CompactRepr
+from agentic.types import (
+    SamplingParams,
+    ToolDefinition,
+    ToolPromptFormat,
+    _Settings,
+    validation_message,
+)
 
 __all__ = ["AgentConfig", "PersistenceConfig"]
 
 DEFAULT_INSTRUCTIONS = "You are a helpful assistant."
 
 
-class PersistenceConfig(_CompactRepr):
+class PersistenceConfig(_Settings):
     """Where sessions live.
 
     ``sqlite`` (default): a file under the home directory (``path`` to choose another).
@@ -40,6 +44,7 @@ class PersistenceConfig(_CompactRepr):
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    _what: ClassVar[str] = "persistence config"
 
     backend: Literal["sqlite", "postgres", "memory"] = "sqlite"
     path: Path | None = None
@@ -61,11 +66,12 @@ class PersistenceConfig(_CompactRepr):
             )
 
 
-class AgentConfig(_CompactRepr):
+class AgentConfig(_Settings):
     """The definition of an agent. Validated twice: field by field here, as a whole when an
     :class:`~agentic.Agent` is built from it (tool names, model capabilities...)."""
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True, frozen=True)
+    _what: ClassVar[str] = "agent config"
 
     name: str = "agent"
     model: str
@@ -142,7 +148,7 @@ class AgentConfig(_CompactRepr):
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise ConfigError(f"invalid agent config: {_errors(exc)}") from exc
+            raise ConfigError(f"invalid agent config: {validation_message(exc, cls)}") from exc
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> AgentConfig:
@@ -161,45 +167,6 @@ class AgentConfig(_CompactRepr):
         try:
             return cls.model_validate(dict(data))
         except ValidationError as exc:
-            raise ConfigError(f"invalid agent config {str(p)!r}: {_errors(exc)}") from exc
-
-
-def _errors(exc: ValidationError) -> str:
-    """Pydantic's errors as one line per field: ``field.path: message``; a misspelt setting
-    says which one was meant."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(x) for x in err["loc"]) or "config"
-        message = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            message = "unknown setting" + _did_you_mean(err["loc"])
-        parts.append(f"{where}: {message}")
-    return "; ".join(parts)
-
-
-def _did_you_mean(loc: Sequence[int | str]) -> str:
-    """``, did you mean 'x'?`` for a misspelt field at ``loc``, else ``''``."""
-    model: Any = AgentConfig
-    for key in loc[:-1]:
-        if isinstance(key, int):
-            continue  # an item of a list field: same model
-        field = model.model_fields.get(key) if _is_model(model) else None
-        model = None if field is None else _model_in(field.annotation)
-    if not _is_model(model):
-        return ""
-    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1)
-    return f", did you mean {close[0]!r}?" if close else ""
-
-
-def _is_model(value: Any) -> bool:
-    return isinstance(value, type) and issubclass(value, BaseModel)
-
-
-def _model_in(annotation: Any) -> Any:
-    """The pydantic model a field holds (itself, or the item type of a list of them)."""
-    if _is_model(annotation):
-        return annotation
-    for arg in typing.get_args(annotation):
-        if (found := _model_in(arg)) is not None:
-            return found
-    return None
+            raise ConfigError(
+                f"invalid agent config {str(p)!r}: {validation_message(exc, cls)}"
+            ) from exc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ from agentic.config import Settings
 from agentic.errors import ConfigError, UnknownModelError, UnsupportedFeatureError
 from agentic.inference.vllm_server import VLLMServer
 from agentic.tools import tool
-from agentic.types import ToolDefinition
+from agentic.types import SamplingParams, ToolDefinition
 
 LLAMA31 = "meta-llama/Llama-3.1-8B-Instruct"
 LLAMA32 = "meta-llama/Llama-3.2-3B-Instruct"
@@ -162,6 +163,31 @@ def test_durability_defaults_to_per_step_for_databases_and_exit_for_memory() -> 
     assert PersistenceConfig(backend="memory").step_durability == "exit"
     assert PersistenceConfig(backend="memory", durability="sync").step_durability == "sync"
     assert PersistenceConfig(durability="async").step_durability == "async"
+
+
+@pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (
+            lambda: AgentConfig(model=LLAMA31, instruction="Be brief."),  # type: ignore[call-arg]
+            "invalid agent config: instruction: unknown setting, did you mean 'instructions'",
+        ),
+        (
+            lambda: AgentConfig(model=LLAMA31, sampling={"temprature": 0.2}),
+            "invalid agent config: sampling.temprature: unknown setting, did you mean 'temp",
+        ),
+        (lambda: AgentConfig(model=LLAMA31, max_infer_iters=0), "max_infer_iters: .* 1"),
+        (lambda: SamplingParams(top_p=0), "invalid sampling params: top_p: .* 0"),
+        (lambda: PersistenceConfig(backend="pg"), "invalid persistence config: backend"),
+    ],
+)
+def test_settings_built_in_code_fail_with_a_config_error(
+    make: Callable[[], object], match: str
+) -> None:
+    """``except AgenticError`` catches a mistake in settings written in Python too, and the
+    message is the one a YAML config gets (not pydantic's ValidationError)."""
+    with pytest.raises(ConfigError, match=match):
+        make()
 
 
 def test_from_dict_errors_name_the_field() -> None:
