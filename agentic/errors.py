@@ -84,11 +84,13 @@ class ConfigError(UserError):
 class UnknownModelError(UserError):
     """A model id that the capability table does not know."""
 
-    def __init__(self, model: str, known: list[str]) -> None:
+    def __init__(self, model: str, known: list[str], closest: str | None = None) -> None:
         self.model = model
         self.known = known
+        self.closest = closest
+        hint = f" Did you mean {closest!r}?" if closest else ""
         super().__init__(
-            f"unknown model {model!r}. Known models: {', '.join(known)}. "
+            f"unknown model {model!r}.{hint} Known models: {', '.join(known)}. "
             "Declare others with agentic.llama.models.register_model(ModelSpec(...))."
         )
 

@@ -5,6 +5,7 @@ Per-model quirks live here as data, never as ``isinstance`` or name checks elsew
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -233,5 +234,8 @@ def resolve_model(model: str | ModelSpec) -> ModelSpec:
         return model
     spec = _REGISTRY.get(model) or _REGISTRY.get(model.lower())
     if spec is None:
-        raise UnknownModelError(model, known_models())
+        known = known_models()
+        names = {key.lower(): spec.id for key, spec in _REGISTRY.items()}
+        close = difflib.get_close_matches(model.lower(), list(names), n=1, cutoff=0.8)
+        raise UnknownModelError(model, known, names[close[0]] if close else None)
     return spec

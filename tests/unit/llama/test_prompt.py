@@ -659,8 +659,15 @@ def test_guard_models_are_rendered_elsewhere() -> None:
 
 
 def test_unknown_model() -> None:
-    with pytest.raises(UnknownModelError):
+    with pytest.raises(UnknownModelError) as info:
         render_prompt([UserMessage(content="hi")], model="gpt-5")
+    assert info.value.closest is None
+    assert "Did you mean" not in str(info.value)
+
+
+def test_a_misspelt_model_names_the_closest_known_one() -> None:
+    with pytest.raises(UnknownModelError, match="Did you mean 'meta-llama/Llama-3.2-11B-Vision-I"):
+        render_prompt([UserMessage(content="hi")], model="meta-llama/Llama-3.2-11B-Vision-Instrct")
 
 
 def test_malformed_conversations() -> None:
