@@ -666,7 +666,7 @@ def test_unknown_model() -> None:
 
 
 def test_a_misspelt_model_names_the_closest_known_one() -> None:
-    with pytest.raises(UnknownModelError, match="Did you mean 'meta-llama/Llama-3.2-11B-Vision-I"):
+    with pytest.raises(UnknownModelError, match=r"Did you mean 'meta-llama/Llama-3\.2-11B-Vision"):
         render_prompt([UserMessage(content="hi")], model="meta-llama/Llama-3.2-11B-Vision-Instrct")
 
 
