@@ -16,12 +16,15 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, TextIO
 
+from pydantic import ValidationError
+
 from agentic.agent import (
     Agent,
     AgentConfig,
     Event,
     InferenceStep,
     MemoryRetrievalStep,
+    PersistenceConfig,
     Session,
     ShieldCallStep,
     Step,
@@ -30,12 +33,19 @@ from agentic.agent import (
     TurnStatus,
     TurnStream,
 )
+from agentic.agent.store import SessionStore
 from agentic.cli import print_error
 from agentic.config import Settings
-from agentic.errors import AgenticError, ConfigError, SessionStateError, UnknownModelError
+from agentic.errors import (
+    AgenticError,
+    ConfigError,
+    SessionNotFoundError,
+    SessionStateError,
+    UnknownModelError,
+)
 from agentic.inference.vllm_server import VLLMServer
 from agentic.llama.models import resolve_model
-from agentic.types import content_text
+from agentic.types import content_text, validation_message
 
 __all__ = ["add_agent_commands"]
 
@@ -182,8 +192,39 @@ async def _open(args: argparse.Namespace, stack: AsyncExitStack) -> Session:
     agent = await _agent(args, backend)
     await stack.enter_async_context(agent)
     if args.session:
-        return await agent.get_session(args.session)
+        try:
+            return await agent.get_session(args.session)
+        except SessionNotFoundError as exc:
+            if exc.owner is not None:
+                raise
+            where = f" --config {args.config}" if args.config else ""
+            raise SessionNotFoundError(args.session, listing=f"'agentic sessions{where}'") from exc
     return await agent.create_session()
+
+
+async def _sessions(args: argparse.Namespace) -> int:
+    """List the sessions of the agent in --config (or of ``chat`` without one): newest first."""
+    data = _settings(args.config) if args.config else {}
+    try:
+        persistence = PersistenceConfig.model_validate(data.get("persistence") or {})
+    except ValidationError as exc:
+        where = f" in {str(args.config)!r}" if args.config else ""
+        message = validation_message(exc, PersistenceConfig)
+        raise ConfigError(f"invalid persistence settings{where}: {message}") from exc
+    name = data.get("name") or AgentConfig.model_fields["name"].default
+    store = SessionStore(persistence, Settings().home.expanduser())
+    try:
+        await store.open()
+        listed = await store.list_sessions(name)
+    finally:
+        await store.aclose()
+    if not listed:
+        print(f"· no sessions of agent {name!r}", file=sys.stderr)
+    for info in listed:
+        when = info.updated_at.astimezone().strftime("%Y-%m-%d %H:%M")
+        turns = f"{info.turn_count} turn{'s' if info.turn_count != 1 else ''}"
+        print("  ".join(x for x in (info.session_id, when, turns, info.name) if x))
+    return 0
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -280,3 +321,8 @@ def add_agent_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     chat.add_argument("--config", type=Path, default=None, metavar="AGENT.yaml")
     common(chat)
     chat.set_defaults(func=_chat)
+    sessions = sub.add_parser(
+        "sessions", help="list the sessions of the agent in --config (or of chat), newest first"
+    )
+    sessions.add_argument("--config", type=Path, default=None, metavar="AGENT.yaml")
+    sessions.set_defaults(func=lambda a: asyncio.run(_sessions(a)))

@@ -114,16 +114,22 @@ class SessionNotFoundError(UserError):
     """No session with that id exists in the agent's store."""
 
     def __init__(
-        self, session_id: str, *, agent: str | None = None, owner: str | None = None
+        self,
+        session_id: str,
+        *,
+        agent: str | None = None,
+        owner: str | None = None,
+        listing: str = "agent.list_sessions()",
     ) -> None:
         self.session_id = session_id
+        self.owner = owner
         if owner is not None:
             message = (
                 f"session {session_id!r} belongs to agent {owner!r}, not {agent!r}: open it "
                 f"with an agent named {owner!r} (an agent sees only its own sessions)"
             )
         else:
-            message = f"no session {session_id!r}; list sessions with agent.list_sessions()"
+            message = f"no session {session_id!r}; list sessions with {listing}"
         super().__init__(message)
 
 

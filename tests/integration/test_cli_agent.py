@@ -162,6 +162,37 @@ def test_run_with_session_goes_on_after_its_unfinished_turn(
     assert "session.resume" not in err
 
 
+def test_sessions_lists_the_agents_sessions_to_continue_with_session(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _agent_yaml(tmp_path)
+    with VLLMTestServer(["Paris.", "Rome."]) as server:
+        url = ["--base-url", server.base_url]
+        assert main(["run", config, "Capital of France?", *url]) == 0
+        first = _session_id(capsys.readouterr().err)
+        assert main(["run", config, "Capital of Italy?", *url, "--session", first]) == 0
+        capsys.readouterr()
+        assert main(["sessions", "--config", config]) == 0
+        out, _ = capsys.readouterr()
+        assert main(["sessions"]) == 0  # chat's agent: another name, none of them
+        _, others = capsys.readouterr()
+    [line] = out.splitlines()
+    assert line.startswith(f"{first}  ")
+    assert line.endswith("  2 turns")
+    assert "no sessions of agent 'agent'" in others
+
+
+def test_an_unknown_session_id_points_to_the_sessions_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _agent_yaml(tmp_path)
+    with VLLMTestServer([]) as server:
+        code = main(["run", config, "Hi", "--base-url", server.base_url, "--session", "nosuch"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"no session 'nosuch'; list sessions with 'agentic sessions --config {config}'" in err
+
+
 @pytest.mark.parametrize(
     ("served", "flags"),
     [([LLAMA31], []), ([LLAMA31, "meta-llama/Llama-3.2-3B-Instruct"], ["--model", LLAMA31])],
