@@ -64,6 +64,7 @@ from agentic.errors import (
     SessionNotFoundError,
     SessionStateError,
     TurnNotFoundError,
+    UserError,
 )
 from agentic.inference.base import InferenceBackend
 from agentic.memory.base import Retriever
@@ -117,9 +118,23 @@ class Agent:
 
             backend = VLLMServer(self.settings.vllm_base_url, self.settings.vllm_api_key)
         self.backend = backend
-        self.core: AgentCore = build_core(
-            self.config, backend, tools=tools, shields=shields, memory_banks=memory_banks, deps=deps
-        )
+        try:
+            self.core: AgentCore = build_core(
+                self.config,
+                backend,
+                tools=tools,
+                shields=shields,
+                memory_banks=memory_banks,
+                deps=deps,
+            )
+        except UserError as exc:
+            if not isinstance(config, str | Path):
+                raise
+            # a mistake found only now (a tool name, a model capability) names the file too
+            if isinstance(exc, ConfigError):
+                raise ConfigError(f"{exc} (in {str(config)!r})") from exc
+            exc.add_note(f"(agent config {str(config)!r})")
+            raise
         self.sessions = SessionStore(
             self.config.persistence,
             self.settings.home.expanduser(),

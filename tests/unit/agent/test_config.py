@@ -214,3 +214,10 @@ def test_sampling_outside_vllms_ranges_fails_in_the_config(sampling: dict[str, f
 def test_top_k_takes_vllms_values(top_k: int) -> None:
     config = AgentConfig.from_dict({"model": LLAMA31, "sampling": {"top_k": top_k}})
     assert config.sampling.top_k == top_k
+
+
+def test_a_mistake_found_when_an_agent_is_built_from_yaml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "agent.yaml"
+    path.write_text(f"model: {LLAMA31}\ntools: [brave_serch]\n")
+    with pytest.raises(ConfigError, match=r"unknown tool 'brave_serch'.*\(in '.*agent\.yaml'\)"):
+        Agent(path, backend=VLLMServer("http://127.0.0.1:9/v1"), settings=Settings(home=tmp_path))
