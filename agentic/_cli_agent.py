@@ -191,6 +191,8 @@ async def _open(args: argparse.Namespace, stack: AsyncExitStack) -> Session:
     stack.push_async_callback(backend.aclose)
     agent = await _agent(args, backend)
     await stack.enter_async_context(agent)
+    # the server is there and serves the model: said now, not after the first message
+    await backend.context_length(agent.config.model)
     if args.session:
         try:
             return await agent.get_session(args.session)

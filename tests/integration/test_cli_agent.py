@@ -72,6 +72,22 @@ def test_a_missing_server_is_one_clear_line(capsys: pytest.CaptureFixture[str]) 
     assert "vllm serve" in lines[0]
 
 
+@pytest.mark.parametrize("command", ["chat", "run"])
+def test_a_model_the_server_does_not_serve_fails_before_the_first_message(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    other = "meta-llama/Llama-3.2-3B-Instruct"
+    args = ["chat"] if command == "chat" else ["run", _agent_yaml(tmp_path), "Hi"]
+    with VLLMTestServer([]) as server:
+        code = main([*args, "--base-url", server.base_url, "--model", other])
+    assert code == 2
+    _, err = capsys.readouterr()
+    assert "chatting with" not in err
+    assert f"{other!r}" in err
+    assert LLAMA31 in err  # what the server has
+    assert not [r for r in server.requests if r.path.endswith("completions")]
+
+
 def test_several_served_models_need_model(capsys: pytest.CaptureFixture[str]) -> None:
     models = [LLAMA31, "meta-llama/Llama-3.2-3B-Instruct"]
     with VLLMTestServer([], models=models) as server:
