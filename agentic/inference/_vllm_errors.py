@@ -88,14 +88,28 @@ def rate_limited(
 
 
 def context_length(
-    model: str, message: str, prompt_tokens: int | None, limit: int | None
+    model: str, message: str, prompt_tokens: int | None, limit: int | None, *, at_least: bool
 ) -> ContextLengthError:
-    count = "?" if prompt_tokens is None else str(prompt_tokens)
+    """``at_least``: vLLM stopped counting one token past the room left (it tokenizes no more
+    than that), so the prompt has at least ``prompt_tokens`` tokens."""
+    count = "?" if prompt_tokens is None else f"{'at least ' if at_least else ''}{prompt_tokens}"
     return ContextLengthError(
         f"the request does not fit the context of {model!r} ({count} prompt tokens, "
         f"max_model_len {'?' if limit is None else limit}); shorten the conversation or lower "
         f"max_tokens. vLLM said: {message}",
         prompt_tokens=prompt_tokens,
+        max_model_len=limit,
+    )
+
+
+def too_long_to_count(model: str, message: str, limit: int | None) -> ContextLengthError:
+    """vLLM's ``/tokenize`` refuses a text longer than the context instead of counting it."""
+    name = repr(model) if model else "the model"
+    context = "its context" if limit is None else f"its context of {limit} tokens"
+    return ContextLengthError(
+        f"the text for {name} is longer than {context}, so vLLM does not count it; shorten "
+        f"the conversation. vLLM said: {message}",
+        prompt_tokens=None,
         max_model_len=limit,
     )
 

@@ -495,7 +495,8 @@ class VLLMServer:
         """How many tokens vLLM makes of a text, or of a request's whole prompt (``/tokenize``).
 
         Text is counted as is (no ``<|begin_of_text|>`` added). ``model`` may be left out when
-        the server serves one model.
+        the server serves one model. vLLM counts no text longer than the served context: that
+        raises :class:`~agentic.errors.ContextLengthError`.
         """
         if isinstance(request_or_text, str):
             target = await self._target(model)
@@ -632,7 +633,10 @@ class VLLMServer:
         if wire.is_model_missing(status, message, error):
             await self._model_missing(attempts.model, call)
             return None
-        if call is not None and wire.is_context_error(status, message):
+        if wire.is_context_error(status, message):
+            if call is None:  # /tokenize: vLLM counts no text longer than the context
+                limit = wire.context_numbers(message)[1]
+                raise errors.too_long_to_count(attempts.model, message, limit)
             raise await self._context_error(message, call)
         raise errors.status_error(self.base_url, status, message, raw, str(response.url))
 
@@ -660,9 +664,15 @@ class VLLMServer:
             with contextlib.suppress(InferenceError):
                 prompt_tokens = await self._tokenize(body, call.attempts.model)
         model = call.attempts.model or call.target.name
-        return errors.context_length(
-            model, message, prompt_tokens, limit or call.target.max_model_len
+        limit = limit or call.target.max_model_len
+        requested = call.body.get("max_tokens") or call.body.get("max_completion_tokens") or 0
+        # vLLM tokenizes a prompt only up to one token past the room left for it
+        at_least = (
+            prompt_tokens is not None
+            and limit is not None
+            and prompt_tokens == limit - requested + 1
         )
+        return errors.context_length(model, message, prompt_tokens, limit, at_least=at_least)
 
     async def _sleep_before_retry(self, attempts: _Attempts, delay: float | None) -> None:
         await asyncio.sleep(self._delay(attempts.count) if delay is None else delay)

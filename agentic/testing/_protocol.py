@@ -27,6 +27,7 @@ __all__ = [
     "chat_prompt",
     "chat_response",
     "chat_stream",
+    "check_input_length",
     "completion_response",
     "completion_stream",
     "dumps",
@@ -122,16 +123,7 @@ class GenRequest:
                 f"max_total_tokens={max_model_len}. Please request fewer output tokens.",
                 param=self.max_tokens_param,
             )
-        limit = max_model_len - requested
-        if self.prompt_tokens > limit:
-            raise ApiError(
-                400,
-                f"You passed {self.prompt_tokens} input tokens and requested {requested} output "
-                f"tokens. However, the model's context length is only {max_model_len} tokens, "
-                f"resulting in a maximum input length of {limit} tokens. Please reduce the "
-                "length of the input prompt.",
-                param="input_tokens",
-            )
+        check_input_length(self.prompt_tokens, requested, max_model_len)
         room = max_model_len - self.prompt_tokens
         max_tokens = room if self.max_tokens is None else min(self.max_tokens, room)
         return StopConfig(
@@ -141,6 +133,21 @@ class GenRequest:
             ignore_eos=self.stop.ignore_eos,
             include_stop_str_in_output=self.stop.include_stop_str_in_output,
             skip_special_tokens=self.stop.skip_special_tokens,
+        )
+
+
+def check_input_length(prompt_tokens: int, requested: int, max_model_len: int) -> None:
+    """vLLM's check that a prompt leaves room for ``requested`` tokens (``/tokenize`` asks for
+    none). vLLM stops tokenizing one token past the limit, so it reports at most that many."""
+    limit = max_model_len - requested
+    if prompt_tokens > limit:
+        raise ApiError(
+            400,
+            f"You passed {min(prompt_tokens, limit + 1)} input tokens and requested {requested} "
+            f"output tokens. However, the model's context length is only {max_model_len} "
+            f"tokens, resulting in a maximum input length of {limit} tokens. Please reduce the "
+            "length of the input prompt.",
+            param="input_tokens",
         )
 
 

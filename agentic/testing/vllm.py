@@ -340,6 +340,7 @@ class VLLMTestServer:
                 400, "`prompt` (a string) or `messages` is required", param="prompt"
             )
         tokens = tok.encode(text, bos=bos)
+        proto.check_input_length(len(tokens), 0, self.max_model_len)  # vLLM counts no more
         strs = [tok.decode([t]) for t in tokens] if body.get("return_token_strs") else None
         payload = {"count": len(tokens), "max_model_len": self.max_model_len}
         await _json(out, 200, {**payload, "tokens": tokens, "token_strs": strs})

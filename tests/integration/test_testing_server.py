@@ -396,12 +396,13 @@ async def test_context_too_long_is_400_with_vllm_message() -> None:
     with VLLMTestServer(["unused"], max_model_len=20) as server:
         async with httpx2.AsyncClient(base_url=server.url) as client:
             prompt = "word " * 30
-            n = get_tokenizer().count(prompt)
+            assert get_tokenizer().count(prompt) == 31
             body = completion(prompt=prompt, max_tokens=5, add_special_tokens=False)
             response = await client.post("/v1/completions", json=body)
             assert response.status_code == 400
+            # vLLM tokenizes only up to one token past the room left, and says that many
             assert response.json()["error"] == {
-                "message": f"You passed {n} input tokens and requested 5 output tokens. "
+                "message": "You passed 16 input tokens and requested 5 output tokens. "
                 "However, the model's context length is only 20 tokens, resulting in a "
                 "maximum input length of 15 tokens. Please reduce the length of the input "
                 "prompt.",
@@ -413,6 +414,15 @@ async def test_context_too_long_is_400_with_vllm_message() -> None:
             assert response.status_code == 400
             assert response.json()["error"]["param"] == "max_tokens"
             assert server.remaining == 1
+            # /tokenize counts nothing longer than the context either
+            exact = {"prompt": "word " * 19, "add_special_tokens": False}
+            assert (await client.post("/tokenize", json=exact)).json()["count"] == 20
+            refused = await client.post("/tokenize", json={"prompt": prompt})
+            assert refused.status_code == 400
+            assert refused.json()["error"]["message"].startswith(
+                "You passed 21 input tokens and requested 0 output tokens. However, the "
+                "model's context length is only 20 tokens"
+            )
 
 
 async def test_generation_is_capped_by_the_context_left() -> None:
