@@ -324,7 +324,11 @@ async def fit_history(
         if tokens <= budget.limit:
             return Fit(candidate, prompt, tokens)
         if budget.count is not None:
-            tokens = await budget.counts.count(prompt, budget.count, counted)
+            try:
+                tokens = await budget.counts.count(prompt, budget.count, counted)
+            except ContextLengthError:  # vLLM counts no text longer than the whole context
+                counted = None
+                continue
             counted = (prompt, tokens)
             if tokens <= budget.limit:
                 return Fit(candidate, prompt, tokens)

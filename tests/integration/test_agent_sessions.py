@@ -411,6 +411,32 @@ async def test_oldest_turns_are_dropped_to_fit_the_context(tmp_path: Path) -> No
     assert estimate <= 2048 - 256
 
 
+async def test_a_session_resumed_on_a_smaller_context_drops_turns_to_fit(
+    tmp_path: Path,
+) -> None:
+    # the server came back with a smaller --max-model-len: its /tokenize refuses to count the
+    # saved history (longer than the new context), and the agent drops the oldest turns
+    filler = "lorem ipsum dolor sit amet " * 60  # ~360 tokens a turn
+    script = [f"Reply {i}.<|eot_id|>" for i in range(8)]
+    with VLLMTestServer(script, max_model_len=4096) as server:
+        async with agent_on(
+            server, tmp_path, persistence=SQLITE, response_token_reserve=256
+        ) as agent:
+            session = await agent.create_session()
+            for i in range(7):
+                await session.run(f"Turn {i}: {filler}")
+        server.max_model_len = 2048
+        async with agent_on(
+            server, tmp_path, persistence=SQLITE, response_token_reserve=256
+        ) as agent:
+            session = await agent.get_session(session.id)
+            turn = await session.run("Turn 7: the last one")
+    assert turn.output_text == "Reply 7."
+    last_prompt = prompts(server)[-1]
+    assert "Turn 0:" not in last_prompt
+    assert "Turn 6:" in last_prompt
+
+
 class KeywordShield:
     """A real shield implementation for the tests: blocks a word."""
 
