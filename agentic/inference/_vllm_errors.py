@@ -29,10 +29,17 @@ def no_answer(base_url: str, exc: Exception) -> BackendResponseError:
     )
 
 
+_ASK_AGAIN = (
+    "the answer is incomplete and is not asked for again automatically (part of it may have "
+    "reached you already): send the request again; an agent turn continues with "
+    "session.resume()"
+)
+
+
 def dropped(base_url: str, exc: Exception, chars: int) -> BackendResponseError:
     return BackendResponseError(
         f"the connection to vLLM at {base_url} broke after {chars} characters of output "
-        f"({type(exc).__name__}: {exc})"
+        f"({type(exc).__name__}: {exc}); {_ASK_AGAIN}"
     )
 
 
@@ -62,7 +69,7 @@ def not_sse(base_url: str, status: int, exc: Exception) -> BackendResponseError:
 def unfinished(finish_reason: str | None) -> BackendResponseError:
     return BackendResponseError(
         f"vLLM ended the generation without finishing it (finish_reason={finish_reason!r}); "
-        "the server may have aborted the request",
+        f"the server may have aborted the request (a restart or a pause); {_ASK_AGAIN}",
         status_code=200,
     )
 
@@ -71,7 +78,7 @@ def in_stream(data: str) -> BackendResponseError:
     message, error = wire.error_message(data)
     code = error.get("code")
     return BackendResponseError(
-        f"vLLM reported an error mid-stream: {message}",
+        f"vLLM reported an error mid-stream: {message}; {_ASK_AGAIN}",
         status_code=code if isinstance(code, int) else None,
         body=wire.excerpt(data),
     )

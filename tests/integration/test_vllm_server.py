@@ -488,8 +488,11 @@ async def test_error_inside_stream(server: VLLMTestServer, backend: VLLMServer) 
 async def test_no_retry_after_first_token(server: VLLMTestServer, backend: VLLMServer) -> None:
     server.push(Reply("this answer will be cut", drop_after=2), "unused")
     seen: list[str] = []
-    with pytest.raises(BackendResponseError, match="broke after"):
+    with pytest.raises(BackendResponseError, match="broke after") as info:
         await read_into(seen, backend.stream(ask()))
+    assert "send the request again; an agent turn continues with session.resume()" in str(
+        info.value
+    )
     assert len(seen) == 2
     assert len(generations(server)) == 1
     assert server.remaining == 1
@@ -878,7 +881,7 @@ def sse_response(*events: str) -> httpx2.Response:
         (sse_response('{"choices": "oops"}'), "cannot read"),
         (httpx2.Response(200, json={"choices": []}), "server-sent event"),
         (sse_response('{"choices": [{"text": "Hi", "finish_reason": null}]}', "[DONE]"), "without"),
-        (sse_response('{"choices": [{"text": "Hi", "finish_reason": "abort"}]}'), "without"),
+        (sse_response('{"choices": [{"text": "Hi", "finish_reason": "abort"}]}'), "resume"),
     ],
 )
 async def test_unreadable_streams(response: httpx2.Response, match: str) -> None:
