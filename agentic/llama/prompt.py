@@ -18,7 +18,7 @@ import copy
 import datetime as _dt
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from agentic.errors import ConfigError, UnsupportedFeatureError
@@ -414,6 +414,24 @@ class _Entry:
     """Where each message of ``seen`` starts in ``prefix`` (the head ends at the first)."""
     head: int
     """Length of ``<|begin_of_text|>`` and the assembled head in ``prefix``."""
+    images: list[int] = field(default_factory=list)
+    """Characters of image URLs in each message of ``seen``: held, though ``prefix`` shows
+    each image as one ``<|image|>``."""
+    image_chars: int = 0
+    """``sum(images)``."""
+
+    @property
+    def weight(self) -> int:
+        """Characters the entry holds: its prompt and the images of its messages."""
+        return len(self.prefix) + self.image_chars
+
+
+def _image_chars(message: Message) -> int:
+    """Characters of the message's image URLs (a data URL is the whole image)."""
+    content = message.content
+    if isinstance(content, str):
+        return 0
+    return sum(len(p.url) for p in content if isinstance(p, ImageContent))
 
 
 def _snapshot(message: MessageLike) -> MessageLike:
@@ -452,7 +470,8 @@ class PromptCache:
     under ``key`` extends the previous call's (same options, same system message, older
     messages unchanged), the encoded prefix is reused; anything else renders in full. Entries
     are evicted least recently used first beyond ``max_entries`` keys or ``max_chars``
-    characters of cached prompts (128k-token sessions are half a megabyte each).
+    characters of cached prompts and of the image URLs (data URLs: the image itself) their
+    messages hold (128k-token sessions are half a megabyte each).
     """
 
     def __init__(self, max_entries: int = 1024, max_chars: int = 64 * 2**20) -> None:
@@ -469,7 +488,7 @@ class PromptCache:
 
     @property
     def chars(self) -> int:
-        """Characters of cached prompts, over all entries."""
+        """Characters of cached prompts and of their messages' image URLs, over all entries."""
         return self._chars
 
     def clear(self) -> None:
@@ -501,11 +520,11 @@ class PromptCache:
             dropped = 0 if _is_prefix(entry.seen, rest) else _dropped(entry.seen, rest)
         if entry is not None and dropped is not None:
             self.stats.hits += 1
-            before = len(entry.prefix)
+            before = entry.weight
             self._drop(entry, dropped)
             self._extend(entry, rest[len(entry.seen) :], opts.plan.fmt)
             self._entries.move_to_end(key)
-            self._chars += len(entry.prefix) - before
+            self._chars += entry.weight - before
             self._evict()
         else:
             self.stats.misses += 1
@@ -537,6 +556,8 @@ class PromptCache:
         entry.prefix = entry.prefix[: entry.head] + entry.prefix[cut:]
         entry.starts = [s - shift for s in entry.starts[count:]]
         del entry.seen[:count]
+        entry.image_chars -= sum(entry.images[:count])
+        del entry.images[:count]
 
     def _extend(self, entry: _Entry, new: Sequence[MessageLike], fmt: ToolPromptFormat) -> None:
         if not new:
@@ -549,6 +570,9 @@ class PromptCache:
             at += len(text)
         entry.prefix += "".join(encoded)
         entry.seen.extend(_snapshot(m) for m in new)
+        images = [_image_chars(m) for m in converted]
+        entry.images += images
+        entry.image_chars += sum(images)
 
     def _fresh(
         self,
@@ -567,10 +591,10 @@ class PromptCache:
     def _store(self, key: str, entry: _Entry) -> None:
         replaced = self._entries.get(key)
         if replaced is not None:
-            self._chars -= len(replaced.prefix)
+            self._chars -= replaced.weight
         self._entries[key] = entry
         self._entries.move_to_end(key)
-        self._chars += len(entry.prefix)
+        self._chars += entry.weight
         self._evict()
 
     def _evict(self) -> None:
@@ -579,4 +603,4 @@ class PromptCache:
             len(self._entries) > self.max_entries or self._chars > self.max_chars
         ):
             _, gone = self._entries.popitem(last=False)
-            self._chars -= len(gone.prefix)
+            self._chars -= gone.weight

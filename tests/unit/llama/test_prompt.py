@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 import io
 import random
+import tracemalloc
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -755,7 +756,9 @@ def test_cache_output_equals_full_render_for_random_sessions(seed: int) -> None:
         else:
             conversation = [system, *sessions[key]] if system else sessions[key]
         assert cache.render(key, conversation, **opts) == render_prompt(conversation, **opts)
-        assert cache.chars == sum(len(e.prefix) for e in cache._entries.values())
+        entries = cache._entries.values()
+        assert all(len(e.images) == len(e.seen) == len(e.starts) for e in entries)
+        assert cache.chars == sum(len(e.prefix) + sum(e.images) for e in entries)
     assert cache.stats.hits > 0
     assert cache.stats.misses > 0
 
@@ -920,3 +923,32 @@ def test_cache_evicts_by_characters_least_recently_used_first() -> None:
     assert cache.chars > 5000
     cache.clear()
     assert cache.chars == 0
+
+
+def test_cache_counts_the_images_its_messages_hold_against_max_chars() -> None:
+    # a data URL is the whole image, held by the cached messages though the prompt shows one
+    # <|image|>: sessions with distinct 200 kB images must not pile up past the bound
+    cache = PromptCache(max_chars=1_000_000)
+    for i in range(20):
+        image = ImageContent(url=f"data:image/png;base64,{i:08}" + "A" * 200_000)
+        conversation = [UserMessage(content=[TextContent(text="what is it?"), image])]
+        cache.render(f"session-{i}", conversation, model=VISION)
+        assert cache.chars <= 1_000_000
+    assert 1 < len(cache) <= 5
+    tracemalloc.start()
+    try:
+        for i in range(20, 40):
+            image = ImageContent(url=f"data:image/png;base64,{i:08}" + "A" * 200_000)
+            conversation = [UserMessage(content=[TextContent(text="what is it?"), image])]
+            cache.render(f"session-{i}", conversation, model=VISION)
+        held, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert held < 1_500_000  # the bound, not 20 images (4 MB)
+    grown: list[Message] = [*conversation, AssistantMessage(content="x")]
+    assert cache.render("session-39", grown, model=VISION) == render_prompt(grown, model=VISION)
+    before = cache.chars
+    later: list[Message] = [grown[1], UserMessage(content="y")]  # the image's turn dropped
+    assert cache.render("session-39", later, model=VISION) == render_prompt(later, model=VISION)
+    assert cache.stats.misses == 40
+    assert before - cache.chars > 200_000
