@@ -10,6 +10,7 @@ in memory.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any, cast
@@ -17,7 +18,7 @@ from typing import Any, cast
 from langgraph.checkpoint.base import BaseCheckpointSaver
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.serde.jsonplus import JsonPlusSerializer
-from langgraph.store.base import BaseStore, PutOp
+from langgraph.store.base import BaseStore, Op, PutOp, Result
 from langgraph.store.memory import InMemoryStore
 from pydantic import BaseModel
 
@@ -150,6 +151,33 @@ class _MemorySaver(InMemorySaver):
         return {(thread_id, ns, channel, version) for channel, version in versions.items()}
 
 
+class _MemoryStore(InMemoryStore):
+    """LangGraph's in-memory store that forgets a namespace once it is empty: its reads and
+    deletes leave one behind for every namespace they touch, so each deleted session's turns
+    namespace stayed for the life of the process."""
+
+    def batch(self, ops: Iterable[Op]) -> list[Result]:
+        ops = list(ops)
+        try:
+            return super().batch(ops)
+        finally:
+            self._forget_empty(ops)
+
+    async def abatch(self, ops: Iterable[Op]) -> list[Result]:
+        ops = list(ops)
+        try:
+            return await super().abatch(ops)
+        finally:
+            self._forget_empty(ops)
+
+    def _forget_empty(self, ops: list[Op]) -> None:
+        for op in ops:
+            namespace = getattr(op, "namespace", None)
+            if namespace is not None and not self._data.get(namespace):
+                self._data.pop(namespace, None)
+                self._vectors.pop(namespace, None)
+
+
 def state_serializer() -> StateSerializer:
     """Our state types as pydantic JSON; the rest through LangGraph's serializer, allowed to
     rebuild exactly our state types (nothing else)."""
@@ -201,7 +229,7 @@ class SessionStore:
     async def _open_backend(self) -> tuple[BaseCheckpointSaver[Any], BaseStore]:
         backend = self.config.backend
         if backend == "memory":
-            return _MemorySaver(serde=_ByReference()), InMemoryStore()
+            return _MemorySaver(serde=_ByReference()), _MemoryStore()
         if backend == "sqlite":
             return await self._open_sqlite()
         return await self._open_postgres()
