@@ -447,6 +447,8 @@ class SqliteCheckpointer(BaseCheckpointSaver[str]):
             self._forget(key)
         for channel_key in [k for k in self._latest if k[0] == thread_id]:
             del self._latest[channel_key]
+        for counted in [k for k in self._unpruned if k[0] == thread_id]:
+            del self._unpruned[counted]
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._conn)

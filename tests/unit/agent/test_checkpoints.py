@@ -375,9 +375,15 @@ async def test_kept_values_are_forgotten_with_their_rows_and_bounded(
     # a new turn's input checkpoint prunes the first value; the last one stays kept
     config, cp = await _put(saver, config, cp, {"turn": _turn(1)}, 1, "input")
     assert [k[3] for k in saver._kept] == [latest]
+    await _put(saver, config, cp, {"iteration": 1}, 2)
+    assert saver._unpruned
+    assert saver._latest
     await saver.adelete_thread("s")
+    # a deleted session leaves nothing behind, not even a counter until the next clear-out
     assert not saver._kept
     assert saver._kept_bytes == 0
+    assert not saver._latest
+    assert not saver._unpruned
 
     monkeypatch.setattr("agentic.agent._checkpoints._KEPT_BYTES", 4000)
     await _put(
