@@ -43,9 +43,10 @@ class ToolExecutor:
     """Runs calls against a fixed set of tools, with a timeout and an output cap per call.
 
     A tool's own ``timeout`` and ``max_output_chars`` override the defaults given here. An async
-    tool that overruns its timeout is cancelled. A sync tool runs in a worker thread, which
-    cannot be killed: on timeout or cancellation its result is abandoned, but the thread runs
-    on until the function returns (and keeps a slot of the default thread pool meanwhile).
+    tool that overruns its timeout is cancelled. A sync tool runs on a thread of its own,
+    which cannot be killed: on timeout or cancellation its result is abandoned, but the thread
+    runs on until the function returns; while 32 of a tool's calls run on like that, its next
+    calls fail at once.
     """
 
     def __init__(

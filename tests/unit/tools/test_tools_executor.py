@@ -25,6 +25,7 @@ from agentic.tools import (
     tool,
     unparsable_response,
 )
+from agentic.tools._threads import MAX_ABANDONED
 from agentic.types import ImageContent, TextContent, ToolCall, ToolDefinition
 
 PNG = ImageContent.from_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 8)
@@ -247,6 +248,44 @@ async def test_abandoned_sync_calls_hold_up_no_later_call() -> None:
     finally:
         release.set()
     assert (r.error, r.content) == (None, "ok")
+
+
+async def test_a_sync_tool_that_hangs_for_good_leaves_a_bounded_number_of_threads() -> None:
+    # a service calls it turn after turn; each call times out and its thread runs on
+    release = threading.Event()
+
+    @tool(timeout=0.01)
+    def stuck() -> str:
+        release.wait(10)
+        return "late"
+
+    @tool(timeout=1)
+    def instant() -> str:
+        return "ok"
+
+    executor = ToolExecutor([stuck, instant])
+    before = threading.active_count()
+    hung: list[threading.Thread] = []
+    try:
+        results = [await run1(executor, call("stuck")) for _ in range(100)]
+        grown = threading.active_count() - before
+        assert grown <= MAX_ABANDONED  # not one thread per call, for the life of the process
+        assert {r.error for r in results[:MAX_ABANDONED]} == {ToolErrorKind.timeout}
+        refused = results[-1]
+        assert refused.error is ToolErrorKind.exception
+        assert f"{MAX_ABANDONED} earlier calls of stuck are still running" in refused.content
+        assert (await run1(executor, call("instant"))).content == "ok"  # other tools run
+        hung = [t for t in threading.enumerate() if t.name == "agentic-tool-stuck"]
+    finally:
+        release.set()
+    for thread in hung:
+        thread.join(5)
+    await asyncio.sleep(0)
+    assert threading.active_count() == before
+    release.clear()
+    again = await run1(executor, call("stuck"))  # its calls returned: it is called again
+    release.set()
+    assert again.error is ToolErrorKind.timeout
 
 
 @pytest.mark.parametrize(
