@@ -200,7 +200,7 @@ def test_json_schema_of_and_sampling_defaults() -> None:
         json_schema_of(42)  # type: ignore[arg-type]  # wrong on purpose
     params = SamplingParams()
     assert (params.temperature, params.top_p, params.max_tokens) == (0.6, 0.9, None)
-    with pytest.raises(ConfigError, match="invalid sampling params: max_tokens: .* 1"):
+    with pytest.raises(ConfigError, match=r"invalid sampling params: max_tokens: .* 1"):
         SamplingParams(max_tokens=0)
     assert Usage(prompt_tokens=3, completion_tokens=4).total_tokens == 7
 
